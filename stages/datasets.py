@@ -1,0 +1,104 @@
+"""The 2-D point generators and the stratified split, in NumPy.
+
+Each generator returns `(points, labels)`: float64 of shape (n, 2) and int64 labels in
+0..classes-1, fully determined by its seed. `noise` is the standard deviation of Gaussian noise:
+on the coordinates for every kind but spiral, on the angle for spiral (as in CS231n).
+"""
+
+import math
+
+import numpy as np
+
+from stages.params import DataParams
+
+
+def generate(data: DataParams, n_samples: int | None = None, seed: int | None = None):
+    """Draw a dataset as `data` describes it; `n_samples` and `seed` override its own."""
+    n = data.n_samples if n_samples is None else n_samples
+    seed = data.seed if seed is None else seed
+    return GENERATORS[data.kind](n, data.noise, seed, data.classes)
+
+
+def independent_seed(seed: int) -> int:
+    """A seed for a second sample whose stream is independent of the one `seed` starts."""
+    return int(np.random.SeedSequence(seed).spawn(1)[0].generate_state(1)[0])
+
+
+def moons(n, noise, seed, classes=2):
+    # The exercise's own dataset: scikit-learn's make_moons, imported only when a moons set is drawn.
+    from sklearn.datasets import make_moons  # noqa: PLC0415
+
+    points, labels = make_moons(n_samples=n, noise=noise, random_state=seed)
+    return points, labels.astype(np.int64)
+
+
+def spiral(n, noise, seed, classes=3):
+    """CS231n's spiral: arm j has radius 0..1 and angle linspace(4j, 4(j+1)) plus noise."""
+    rng = np.random.default_rng(seed)
+    points, labels = [], []
+    for arm, count in enumerate(_per_class(n, classes)):
+        radius = np.linspace(0.0, 1.0, count)
+        angle = np.linspace(4.0 * arm, 4.0 * (arm + 1), count) + rng.normal(0.0, noise, count)
+        points.append(np.column_stack([radius * np.sin(angle), radius * np.cos(angle)]))
+        labels.append(np.full(count, arm, dtype=np.int64))
+    return np.concatenate(points), np.concatenate(labels)
+
+
+def circles(n, noise, seed, classes=2):
+    """A disc of radius 0.5 (class 0) inside a ring of radius 0.7..1 (class 1)."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(2, dtype=np.int64), _per_class(n, 2))
+    low, high = np.where(labels == 0, 0.0, 0.7), np.where(labels == 0, 0.5, 1.0)
+    radius = rng.uniform(low, high)
+    angle = rng.uniform(0.0, 2.0 * math.pi, n)
+    points = np.column_stack([radius * np.cos(angle), radius * np.sin(angle)])
+    return points + rng.normal(0.0, noise, points.shape), labels
+
+
+def xor(n, noise, seed, classes=2):
+    """Uniform points in [-1, 1]^2, class 1 where x1 and x2 have the same sign."""
+    rng = np.random.default_rng(seed)
+    points = rng.uniform(-1.0, 1.0, (n, 2))
+    points += np.sign(points) * 0.05  # a small gap along the axes, as in TensorFlow Playground
+    labels = (points[:, 0] * points[:, 1] > 0).astype(np.int64)
+    return points + rng.normal(0.0, noise, points.shape), labels
+
+
+def blobs(n, noise, seed, classes=3):
+    """Gaussian clusters of standard deviation `noise` around points evenly spaced on the unit circle."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(classes, dtype=np.int64), _per_class(n, classes))
+    angle = 2.0 * math.pi * labels / classes
+    centers = np.column_stack([np.cos(angle), np.sin(angle)])
+    return centers + rng.normal(0.0, noise, centers.shape), labels
+
+
+GENERATORS = {"moons": moons, "spiral": spiral, "circles": circles, "xor": xor, "blobs": blobs}
+
+
+def _per_class(n, classes):
+    """n split as evenly as possible; the first n % classes classes get one more."""
+    return [n // classes + (j < n % classes) for j in range(classes)]
+
+
+def stratified_split(labels: np.ndarray, test_size: float, seed: int):
+    """Indices (train, test) with each class in the same proportion in both.
+
+    The test set has ceil(test_size * n) points, as in scikit-learn; each class gets its share,
+    the remainder going to the classes with the largest fractional share.
+    """
+    n = len(labels)
+    n_test = math.ceil(test_size * n)
+    classes, counts = np.unique(labels, return_counts=True)
+    share = counts * n_test / n
+    per_class = np.floor(share).astype(np.int64)
+    left = n_test - per_class.sum()
+    per_class[np.argsort(-(share - per_class), kind="stable")[:left]] += 1
+
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for label, count in zip(classes, per_class, strict=True):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        test.append(members[:count])
+        train.append(members[count:])
+    return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))

@@ -1,0 +1,73 @@
+"""Stage evaluate: score the trained model with torchmetrics.
+
+Writes metrics/<name>.json (train, test: accuracy, loss, precision, recall, f1, macro-averaged
+for more than two classes; generalization: accuracy on the fresh sample with its standard error),
+plots/<name>/predictions.csv (actual, predicted on the test set) and, for two classes,
+plots/<name>/roc.csv (false and true positive rates on the test set).
+"""
+
+import math
+
+import torch
+from torchmetrics.functional import classification as tm
+
+from stages.errors import run
+from stages.files import data_path, model_path, plots_dir, read_points, write_json, write_table
+from stages.models import configure_torch, load_checkpoint, logits_of, make_loss, probabilities
+from stages.params import load_params
+
+
+def scores(logits, labels, classes):
+    loss = make_loss(classes)(logits, labels).item()
+    if classes == 2:
+        positive = probabilities(logits)[:, 1]
+        metrics = {
+            "accuracy": tm.binary_accuracy(positive, labels),
+            "precision": tm.binary_precision(positive, labels),
+            "recall": tm.binary_recall(positive, labels),
+            "f1": tm.binary_f1_score(positive, labels),
+        }
+    else:
+        task = dict(num_classes=classes, average="macro")
+        metrics = {
+            "accuracy": tm.multiclass_accuracy(logits, labels, num_classes=classes, average="micro"),
+            "precision": tm.multiclass_precision(logits, labels, **task),
+            "recall": tm.multiclass_recall(logits, labels, **task),
+            "f1": tm.multiclass_f1_score(logits, labels, **task),
+        }
+    return {"accuracy": metrics["accuracy"], "loss": loss} | {k: metrics[k] for k in ("precision", "recall", "f1")}
+
+
+def main(name):
+    params = load_params()
+    classes = params.dataset(name).data.classes
+
+    configure_torch()
+    model = load_checkpoint(model_path(name))
+    results, logits = {}, {}
+    for split in ("train", "test", "fresh"):
+        points, labels = read_points(data_path(name, split), classes)
+        labels = torch.from_numpy(labels)
+        logits[split] = (logits_of(model, points), labels)
+        if split != "fresh":
+            results[split] = {k: round(float(v), 6) for k, v in scores(*logits[split], classes).items()}
+
+    fresh_logits, fresh_labels = logits["fresh"]
+    accuracy = float(tm.multiclass_accuracy(probabilities(fresh_logits), fresh_labels, num_classes=max(classes, 2), average="micro"))
+    results["generalization"] = {
+        "accuracy": round(accuracy, 6),
+        "stderr": round(math.sqrt(accuracy * (1.0 - accuracy) / len(fresh_labels)), 6),
+        "n_samples": len(fresh_labels),
+    }
+    write_json(f"metrics/{name}.json", results)
+
+    test_logits, test_labels = logits["test"]
+    predicted = probabilities(test_logits).argmax(dim=1)
+    write_table(plots_dir(name) / "predictions.csv", {"actual": test_labels.numpy(), "predicted": predicted.numpy()})
+    if classes == 2:
+        fpr, tpr, threshold = tm.binary_roc(probabilities(test_logits)[:, 1], test_labels)
+        write_table(plots_dir(name) / "roc.csv", {"fpr": fpr.numpy(), "tpr": tpr.numpy(), "threshold": threshold.numpy()})
+
+
+if __name__ == "__main__":
+    run(main)

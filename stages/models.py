@@ -1,0 +1,127 @@
+"""The classifier: an MLP over 2-D points, its activations, its loss, and its checkpoint file."""
+
+import io
+import pickle
+
+import torch
+from torch import nn
+
+from stages.errors import UserError
+from stages.files import write_bytes
+
+
+def pure_tanh(x: torch.Tensor) -> torch.Tensor:
+    """tanh(x) = (1 - e^(-2x)) / (1 + e^(-2x)), from its definition in tensor operations.
+
+    Written for x >= 0 and mirrored (tanh is odd), so that the exponential only ever sees a
+    non-positive argument: no overflow, no inf/inf at |x| = 1e4, and expm1 keeps full precision
+    near 0. Autograd differentiates it; the derivative 4e/(1+e)^2 equals 1 - tanh^2 without the
+    cancellation that 1 - y*y suffers as |x| grows.
+    """
+    magnitude = torch.where(x >= 0, x, -x)
+    decay = torch.exp(-2.0 * magnitude)
+    value = -torch.expm1(-2.0 * magnitude) / (1.0 + decay)
+    return torch.where(x >= 0, value, -value)
+
+
+class PureTanh(nn.Module):
+    def forward(self, x):
+        return pure_tanh(x)
+
+
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "pure_tanh": PureTanh,
+    "gelu": nn.GELU,
+    "leaky_relu": nn.LeakyReLU,
+}
+
+
+class MLP(nn.Module):
+    """Linear layers of the given widths with an activation between each; one logit for two
+    classes (read through a sigmoid), one per class otherwise (read through a softmax)."""
+
+    def __init__(self, hidden: list[int], activation: str, classes: int, in_features: int = 2):
+        super().__init__()
+        layers, width = [], in_features
+        for size in hidden:
+            layers += [nn.Linear(width, size), ACTIVATIONS[activation]()]
+            width = size
+        layers.append(nn.Linear(width, 1 if classes == 2 else classes))
+        self.net = nn.Sequential(*layers)
+        self.config = dict(hidden=list(hidden), activation=activation, classes=classes, in_features=in_features)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def make_loss(classes: int):
+    """BCEWithLogitsLoss on the one logit for two classes, CrossEntropyLoss otherwise."""
+    if classes == 2:
+        bce = nn.BCEWithLogitsLoss()
+        return lambda logits, labels: bce(logits.squeeze(1), labels.to(logits.dtype))
+    return nn.CrossEntropyLoss()
+
+
+def probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """(n, classes) class probabilities, for one logit as for many."""
+    if logits.shape[1] == 1:
+        positive = torch.sigmoid(logits)
+        return torch.cat([1.0 - positive, positive], dim=1)
+    return torch.softmax(logits, dim=1)
+
+
+def predict(logits: torch.Tensor) -> torch.Tensor:
+    return (logits[:, 0] > 0).long() if logits.shape[1] == 1 else logits.argmax(dim=1)
+
+
+@torch.inference_mode()
+def logits_of(model: nn.Module, points, batch_size: int = 65536) -> torch.Tensor:
+    """The model's logits for many points, a batch at a time to bound memory."""
+    device = next(model.parameters()).device
+    points = torch.as_tensor(points, dtype=torch.float32)
+    return torch.cat([model(chunk.to(device)).cpu() for chunk in points.split(batch_size)])
+
+
+def save_checkpoint(path, model: MLP) -> None:
+    # Saved through memory: torch names the archive after the file, and the temporary file of an
+    # atomic write would otherwise make every checkpoint's bytes differ.
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    buffer = io.BytesIO()
+    torch.save({"config": model.config, "state_dict": state}, buffer)
+    write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path) -> MLP:
+    """Rebuild a model from its checkpoint. Only tensors and plain values are unpickled
+    (`weights_only=True`): a file that holds code or objects is refused, never run."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        model = MLP(**saved["config"])
+        model.load_state_dict(saved["state_dict"])
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found (run `dvc repro` to rebuild it)") from None
+    except pickle.UnpicklingError:
+        raise UserError(f"{path}: refused: holds objects other than tensors and plain values") from None
+    except (RuntimeError, KeyError, TypeError, ValueError, EOFError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"{path}: not a Boundary Lab checkpoint ({reason})") from None
+    return model.eval()
+
+
+def configure_torch(seed: int = 0) -> None:
+    """Seed torch and pin it to one thread: CPU results then do not depend on the machine's core
+    count, and at this size one thread is also the fastest."""
+    torch.manual_seed(seed)
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+
+
+def resolve_device(device: str, key: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"{key} = 'cuda': no CUDA device is available here; use cpu or auto")
+    return torch.device(device)

@@ -1,0 +1,225 @@
+"""The one typed, validated view of params.yaml.
+
+Every stage calls `load_params()` once, before doing any work. The whole file is checked against
+the dataclasses below: a wrong type, a value out of range or an unknown key (a typo such as
+`epochz`) is a `ParamsError` naming the full key path, the value and what is allowed.
+"""
+
+import math
+import re
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, get_args, get_origin
+
+from stages.errors import UserError
+
+PARAMS_FILE = "params.yaml"
+
+KINDS = ("moons", "spiral", "circles", "xor", "blobs")
+BINARY_KINDS = ("moons", "circles", "xor")  # these generators make exactly two classes
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "pure_tanh", "gelu", "leaky_relu")
+DEVICES = ("cpu", "cuda", "auto")
+DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # used in file names
+
+
+class ParamsError(UserError):
+    pass
+
+
+def spec(default=MISSING, *, low=None, high=None, low_open=False, high_open=False, choices=None):
+    """A field with the range or the choices its value must fall in."""
+    check = dict(low=low, high=high, low_open=low_open, high_open=high_open, choices=choices)
+    return field(default=default, metadata=check)
+
+
+@dataclass(frozen=True)
+class DataParams:
+    kind: str = spec(choices=KINDS)
+    n_samples: int = spec(low=1)
+    noise: float = spec(low=0.0)
+    seed: int = spec(low=0)
+    classes: int = spec(2, low=2)
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    test_size: float = spec(low=0.0, high=1.0, low_open=True, high_open=True)
+    seed: int = spec(low=0)
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    hidden: list[int] = spec(low=1)
+    activation: str = spec(choices=ACTIVATIONS)
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    epochs: int = spec(low=1)
+    lr: float = spec(low=0.0, low_open=True)
+    seed: int = spec(low=0)
+    weight_decay: float = spec(0.0, low=0.0)
+    batch_size: int | None = spec(None, low=1)  # None: full batch
+    log_every: int = spec(10, low=1)  # epochs between rows of history.csv
+    device: str = spec("cpu", choices=DEVICES)
+
+
+@dataclass(frozen=True)
+class DatasetParams:
+    data: DataParams
+    split: SplitParams
+    model: ModelParams
+    train: TrainParams
+
+
+@dataclass(frozen=True)
+class GeneralizationParams:
+    n_samples: int = spec(100_000, low=1)
+
+
+@dataclass(frozen=True)
+class PlotParams:
+    resolution: int = spec(200, low=10, high=2000)  # grid cells per axis
+    max_points: int = spec(2000, low=1)  # points drawn per figure, sampled when there are more
+    dpi: int = spec(100, low=30, high=600)
+
+
+@dataclass(frozen=True)
+class Params:
+    datasets: dict[str, DatasetParams]
+    generalization: GeneralizationParams = GeneralizationParams()
+    plot: PlotParams = PlotParams()
+
+    def dataset(self, name: str) -> DatasetParams:
+        if name not in self.datasets:
+            raise ParamsError(
+                f"{PARAMS_FILE}: no dataset '{name}' under datasets "
+                f"(defined: {', '.join(self.datasets)})"
+            )
+        return self.datasets[name]
+
+
+def load_params(path: str = PARAMS_FILE) -> Params:
+    import yaml  # noqa: PLC0415 - keeps `import stages.params` free for tests that build dicts
+
+    try:
+        with open(path, encoding="utf-8") as file:
+            raw = yaml.safe_load(file)
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: file not found (run from the project root)") from None
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where else ""
+        raise ParamsError(f"{path}: not valid YAML{line}") from None
+    return parse_params(raw)
+
+
+def parse_params(raw: Any) -> Params:
+    params = _parse(Params, raw, "")
+    if not params.datasets:
+        raise ParamsError(f"{PARAMS_FILE}: datasets is empty; define at least one dataset")
+    for name, dataset in params.datasets.items():
+        if not DATASET_NAME.fullmatch(name):
+            raise ParamsError(
+                f"{PARAMS_FILE}: dataset name '{name}' must be letters, digits, '_' or '-'"
+            )
+        data = dataset.data
+        if data.kind in BINARY_KINDS and data.classes != 2:
+            raise ParamsError(
+                f"{PARAMS_FILE}: datasets.{name}.data.classes = {data.classes}: "
+                f"kind {data.kind} makes exactly 2 classes"
+            )
+        if data.n_samples < 2 * data.classes:
+            raise ParamsError(
+                f"{PARAMS_FILE}: datasets.{name}.data.n_samples = {data.n_samples}: "
+                f"must be at least 2 per class ({2 * data.classes} for {data.classes} classes)"
+            )
+    return params
+
+
+def _parse(cls, raw, path):
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{PARAMS_FILE}: {path or 'the file'} must be a mapping, got {raw!r}")
+    known = [f.name for f in fields(cls)]
+    for key in raw:
+        if key not in known:
+            raise ParamsError(
+                f"{PARAMS_FILE}: unknown key {_join(path, key)}; allowed: {', '.join(known)}"
+            )
+    values = {}
+    for f in fields(cls):
+        key = _join(path, f.name)
+        if f.name in raw:
+            values[f.name] = _value(f.type, raw[f.name], key, f.metadata)
+        elif f.default is MISSING:
+            raise ParamsError(f"{PARAMS_FILE}: missing key {key}")
+    return cls(**values)
+
+
+def _value(kind, value, key, check):
+    if hasattr(kind, "__dataclass_fields__"):
+        return _parse(kind, value, key)
+    origin = get_origin(kind)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ParamsError(f"{PARAMS_FILE}: {key} must be a mapping of name to settings")
+        item_type = get_args(kind)[1]
+        return {str(name): _value(item_type, item, _join(key, name), check) for name, item in value.items()}
+    if origin is list:
+        if not isinstance(value, list) or not value:
+            _reject(key, value, f"a non-empty list of {_describe(int, check)}")
+        return [_value(int, item, f"{key}[{i}]", check) for i, item in enumerate(value)]
+    if get_args(kind) and type(None) in get_args(kind):  # an optional setting
+        return None if value is None else _value(get_args(kind)[0], value, key, check)
+    return _scalar(kind, value, key, check)
+
+
+def _scalar(kind, value, key, check):
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            _reject(key, value, _describe(kind, check))
+    elif kind is float:
+        if isinstance(value, str):  # YAML 1.1 reads `1e-3` as a string; accept what is clearly a number
+            try:
+                value = float(value)
+            except ValueError:
+                _reject(key, value, _describe(kind, check))
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            _reject(key, value, _describe(kind, check))
+        value = float(value)
+    elif kind is str and not isinstance(value, str):
+        _reject(key, value, _describe(kind, check))
+    if not _allowed(value, check):
+        _reject(key, value, _describe(kind, check))
+    return value
+
+
+def _allowed(value, check):
+    if check.get("choices") is not None:
+        return value in check["choices"]
+    low, high = check.get("low"), check.get("high")
+    if low is not None and (value <= low if check["low_open"] else value < low):
+        return False
+    if high is not None and (value >= high if check["high_open"] else value > high):
+        return False
+    return True
+
+
+def _describe(kind, check):
+    if check.get("choices") is not None:
+        return "one of " + ", ".join(check["choices"])
+    text = {int: "an integer", float: "a number", str: "a string"}[kind]
+    low, high = check.get("low"), check.get("high")
+    if low is not None and high is not None:
+        left, right = "(" if check["low_open"] else "[", ")" if check["high_open"] else "]"
+        return f"{text} in {left}{low}, {high}{right}"
+    if low is not None:
+        return f"{text} {'>' if check['low_open'] else '>='} {low}"
+    return text
+
+
+def _reject(key, value, allowed):
+    raise ParamsError(f"{PARAMS_FILE}: {key} = {value!r}: must be {allowed}")
+
+
+def _join(path, key):
+    return f"{path}.{key}" if path else str(key)
