@@ -2,8 +2,9 @@
 
 Writes metrics/<name>.json (train, test: accuracy, loss, precision, recall, f1, macro-averaged
 for more than two classes; generalization: accuracy on the fresh sample with its standard error),
-plots/<name>/predictions.csv (actual, predicted on the test set) and, for two classes,
-plots/<name>/roc.csv (false and true positive rates on the test set).
+plots/<name>/predictions.csv (actual, predicted on the test set) and plots/<name>/roc.csv: the
+test set's ROC curve (false and true positive rates; one-vs-rest, micro-averaged, for more than
+two classes).
 """
 
 import math
@@ -35,7 +36,9 @@ def scores(logits, labels, classes):
             "recall": tm.multiclass_recall(logits, labels, **task),
             "f1": tm.multiclass_f1_score(logits, labels, **task),
         }
-    return {"accuracy": metrics["accuracy"], "loss": loss} | {k: metrics[k] for k in ("precision", "recall", "f1")}
+    return {"accuracy": metrics["accuracy"], "loss": loss} | {
+        k: metrics[k] for k in ("precision", "recall", "f1")
+    }
 
 
 def main(name):
@@ -53,7 +56,7 @@ def main(name):
             results[split] = {k: round(float(v), 6) for k, v in scores(*logits[split], classes).items()}
 
     fresh_logits, fresh_labels = logits["fresh"]
-    accuracy = float(tm.multiclass_accuracy(probabilities(fresh_logits), fresh_labels, num_classes=max(classes, 2), average="micro"))
+    accuracy = float(scores(fresh_logits, fresh_labels, classes)["accuracy"])
     results["generalization"] = {
         "accuracy": round(accuracy, 6),
         "stderr": round(math.sqrt(accuracy * (1.0 - accuracy) / len(fresh_labels)), 6),
@@ -63,10 +66,18 @@ def main(name):
 
     test_logits, test_labels = logits["test"]
     predicted = probabilities(test_logits).argmax(dim=1)
-    write_table(plots_dir(name) / "predictions.csv", {"actual": test_labels.numpy(), "predicted": predicted.numpy()})
+    write_table(
+        plots_dir(name) / "predictions.csv", {"actual": test_labels.numpy(), "predicted": predicted.numpy()}
+    )
     if classes == 2:
         fpr, tpr, threshold = tm.binary_roc(probabilities(test_logits)[:, 1], test_labels)
-        write_table(plots_dir(name) / "roc.csv", {"fpr": fpr.numpy(), "tpr": tpr.numpy(), "threshold": threshold.numpy()})
+    else:
+        fpr, tpr, threshold = tm.multiclass_roc(
+            probabilities(test_logits), test_labels, num_classes=classes, average="micro"
+        )
+    write_table(
+        plots_dir(name) / "roc.csv", {"fpr": fpr.numpy(), "tpr": tpr.numpy(), "threshold": threshold.numpy()}
+    )
 
 
 if __name__ == "__main__":

@@ -71,8 +71,7 @@ def read_points(path, classes: int):
         if bad.size:
             row = bad[0]
             raise DataError(
-                f"{path}: row {row + 2}, column {column}: {table[column].iloc[row]!r} "
-                f"is not a finite number"
+                f"{path}: row {row + 2}, column {column}: {table[column].iloc[row]!r} is not a finite number"
             )
         values[column] = numbers
     labels = values["label"]

@@ -51,7 +51,9 @@ class MLP(nn.Module):
             width = size
         layers.append(nn.Linear(width, 1 if classes == 2 else classes))
         self.net = nn.Sequential(*layers)
-        self.config = dict(hidden=list(hidden), activation=activation, classes=classes, in_features=in_features)
+        self.config = dict(
+            hidden=list(hidden), activation=activation, classes=classes, in_features=in_features
+        )
 
     def forward(self, x):
         return self.net(x)

@@ -92,8 +92,7 @@ class Params:
     def dataset(self, name: str) -> DatasetParams:
         if name not in self.datasets:
             raise ParamsError(
-                f"{PARAMS_FILE}: no dataset '{name}' under datasets "
-                f"(defined: {', '.join(self.datasets)})"
+                f"{PARAMS_FILE}: no dataset '{name}' under datasets (defined: {', '.join(self.datasets)})"
             )
         return self.datasets[name]
 
@@ -119,9 +118,7 @@ def parse_params(raw: Any) -> Params:
         raise ParamsError(f"{PARAMS_FILE}: datasets is empty; define at least one dataset")
     for name, dataset in params.datasets.items():
         if not DATASET_NAME.fullmatch(name):
-            raise ParamsError(
-                f"{PARAMS_FILE}: dataset name '{name}' must be letters, digits, '_' or '-'"
-            )
+            raise ParamsError(f"{PARAMS_FILE}: dataset name '{name}' must be letters, digits, '_' or '-'")
         data = dataset.data
         if data.kind in BINARY_KINDS and data.classes != 2:
             raise ParamsError(
@@ -142,9 +139,7 @@ def _parse(cls, raw, path):
     known = [f.name for f in fields(cls)]
     for key in raw:
         if key not in known:
-            raise ParamsError(
-                f"{PARAMS_FILE}: unknown key {_join(path, key)}; allowed: {', '.join(known)}"
-            )
+            raise ParamsError(f"{PARAMS_FILE}: unknown key {_join(path, key)}; allowed: {', '.join(known)}")
     values = {}
     for f in fields(cls):
         key = _join(path, f.name)

@@ -31,7 +31,7 @@ def probability_field(model, low, high, resolution):
     return probs.reshape(resolution, resolution, -1)
 
 
-def draw(field, low, high, points, labels, predicted, title, dpi):
+def draw(field, low, high, points, labels, predicted, title, accuracy, dpi):
     classes = field.shape[-1]
     colours = COLOURS[:classes]
     light = 1.0 - 0.55 * (1.0 - colours)  # each class colour, blended towards white
@@ -40,7 +40,9 @@ def draw(field, low, high, points, labels, predicted, title, dpi):
     figure, axes = plt.subplots(figsize=(6, 5.4), dpi=dpi, layout="constrained")
     extent = (low[0], high[0], low[1], high[1])
     axes.imshow(shading, origin="lower", extent=extent, aspect="auto", interpolation="bilinear")
-    grid_x, grid_y = np.meshgrid(np.linspace(low[0], high[0], field.shape[1]), np.linspace(low[1], high[1], field.shape[0]))
+    grid_x, grid_y = np.meshgrid(
+        np.linspace(low[0], high[0], field.shape[1]), np.linspace(low[1], high[1], field.shape[0])
+    )
     for k in range(classes):
         # The boundary of class k: where its probability equals the best of the others.
         others = np.delete(field, k, axis=-1).max(axis=-1)
@@ -48,11 +50,25 @@ def draw(field, low, high, points, labels, predicted, title, dpi):
 
     right = predicted == labels
     axes.scatter(*points[right].T, c=colours[labels[right]], s=18, edgecolors="white", linewidths=0.4)
-    axes.scatter(*points[~right].T, c=colours[labels[~right]], s=60, marker="X", edgecolors="black", linewidths=0.8)
+    axes.scatter(
+        *points[~right].T, c=colours[labels[~right]], s=60, marker="X", edgecolors="black", linewidths=0.8
+    )
     handles = [axes.scatter([], [], c=[colours[k]], s=30, label=f"class {k}") for k in range(classes)]
-    handles.append(axes.scatter([], [], c="white", s=60, marker="X", edgecolors="black", label="misclassified"))
+    handles.append(
+        axes.scatter([], [], c="white", s=60, marker="X", edgecolors="black", label="misclassified")
+    )
     axes.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.85)
 
+    axes.text(
+        0.02,
+        0.98,
+        f"accuracy {accuracy:.1%}",
+        transform=axes.transAxes,
+        va="top",
+        fontsize=11,
+        fontweight="bold",
+        bbox=dict(boxstyle="round", facecolor="white", alpha=0.85),
+    )
     axes.set(xlim=extent[:2], ylim=extent[2:], xlabel="x1", ylabel="x2", title=title)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", metadata={"Software": None})
@@ -80,9 +96,13 @@ def main(name):
         shown = np.arange(len(labels))
         if len(shown) > plot.max_points:  # a bounded, seeded sample keeps big sets readable and fast
             shown = np.sort(sample.choice(len(labels), plot.max_points, replace=False))
-        count = f"{len(labels)} points" if len(shown) == len(labels) else f"{len(shown)} of {len(labels)} points"
-        title = f"{name}: {split} set ({count}) - accuracy {accuracy:.1%}"
-        png = draw(field, low, high, points[shown], labels[shown], predicted[shown], title, plot.dpi)
+        count = (
+            f"{len(labels)} points" if len(shown) == len(labels) else f"{len(shown)} of {len(labels)} points"
+        )
+        title = f"{name}: {split} set ({count})"
+        png = draw(
+            field, low, high, points[shown], labels[shown], predicted[shown], title, accuracy, plot.dpi
+        )
         write_bytes(plots_dir(name) / f"boundary_{split}.png", png)
 
 

@@ -37,7 +37,11 @@ def main(name):
     history = []
     for epoch in range(train.epochs + 1):
         if epoch > 0:
-            order = torch.randperm(len(labels), generator=shuffle).to(device) if batch_size < len(labels) else None
+            order = (
+                torch.randperm(len(labels), generator=shuffle).to(device)
+                if batch_size < len(labels)
+                else None
+            )
             for start in range(0, len(labels), batch_size):
                 batch = slice(None) if order is None else order[start : start + batch_size]
                 loss = loss_fn(model(points[batch]), labels[batch])
