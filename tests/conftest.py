@@ -1,14 +1,23 @@
-"""Shared fixtures: the project copied into a throwaway git + DVC repository."""
+"""Shared fixtures: the project copied into a throwaway git + DVC repository.
+
+One cold `dvc repro` of the default pipeline (`built`) is shared by the whole session; tests that
+change anything work on a copy of it (`rebuilt`, cache included), so each sees exactly which
+stages its change reruns.
+"""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+DATASETS = ("moons", "spiral")
+STAGES = ("generate", "split", "train", "evaluate", "plot")
 
 # Stages run `python -m stages...` and tests run `dvc`: both from this interpreter's environment.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
@@ -23,7 +32,9 @@ def sh(*args, cwd, check=True, **kwargs):
     """Run a command, returning the CompletedProcess; its output goes into the failure message."""
     result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, **kwargs)
     if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, args))} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
+        raise AssertionError(
+            f"{' '.join(map(str, args))} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
+        )
     return result
 
 
@@ -49,3 +60,40 @@ def copy_project(destination: Path) -> Path:
 @pytest.fixture
 def project(tmp_path):
     return copy_project(tmp_path / "project")
+
+
+def ran(result) -> set[str]:
+    """The stages a `dvc repro` ran, read from its output."""
+    return set(re.findall(r"Running stage '([^']+)'", result.stdout))
+
+
+def edit_params(repo, change):
+    path = repo / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    change(params)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def lock_outs(repo) -> dict[str, str]:
+    """Every output path in dvc.lock with its md5."""
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    return {out["path"]: out["md5"] for stage in lock["stages"].values() for out in stage.get("outs", [])}
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory):
+    """The project after a cold `dvc repro`: no cache, no run-cache."""
+    repo = copy_project(tmp_path_factory.mktemp("built") / "project")
+    for folder in ("metrics", "plots"):  # committed outputs: prove the run makes them afresh
+        shutil.rmtree(repo / folder)
+    result = sh("dvc", "repro", cwd=repo)
+    assert ran(result) == {f"{stage}@{name}" for stage in STAGES for name in DATASETS}
+    return repo
+
+
+@pytest.fixture
+def rebuilt(built, tmp_path):
+    """A copy of the built project to change."""
+    repo = tmp_path / "copy"
+    shutil.copytree(built, repo, symlinks=True)
+    return repo

@@ -1,0 +1,142 @@
+"""End to end: `dvc repro` for real in a throwaway git repository (fixtures in conftest.py)."""
+
+import json
+import math
+import sys
+
+import pytest
+import yaml
+from conftest import DATASETS, ROOT, STAGES, edit_params, lock_outs, ran, sh
+
+pytestmark = pytest.mark.e2e
+
+
+def test_every_output_exists(built):
+    for name in DATASETS:
+        for split in ("all", "fresh", "train", "test"):
+            header = (built / "data" / name / f"{split}.csv").read_text().splitlines()[0]
+            assert header == "x1,x2,label"
+        assert (built / "models" / f"{name}.pt").stat().st_size > 0
+        history = (built / "plots" / name / "history.csv").read_text().splitlines()
+        assert history[0] == "epoch,train_loss,train_accuracy,test_loss,test_accuracy"
+        assert history[-1].startswith("1000,")
+        assert (built / "plots" / name / "predictions.csv").read_text().startswith("actual,predicted\n")
+        assert (built / "plots" / name / "roc.csv").read_text().startswith("fpr,tpr,threshold\n")
+        for split in ("train", "test"):
+            assert (built / "plots" / name / f"boundary_{split}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        metrics = json.loads((built / "metrics" / f"{name}.json").read_text())
+        for split in ("train", "test"):
+            assert set(metrics[split]) == {"accuracy", "loss", "precision", "recall", "f1"}
+        assert set(metrics["generalization"]) == {"accuracy", "stderr", "n_samples"}
+
+
+def test_split_sizes_follow_params(built):
+    params = yaml.safe_load((built / "params.yaml").read_text())
+    for name in DATASETS:
+        n = params["datasets"][name]["data"]["n_samples"]
+        rows = {
+            split: len((built / "data" / name / f"{split}.csv").read_text().splitlines()) - 1
+            for split in ("all", "train", "test")
+        }
+        assert rows["all"] == n
+        assert rows["train"] + rows["test"] == n
+        assert rows["test"] == math.ceil(params["datasets"][name]["split"]["test_size"] * n)
+
+
+@pytest.mark.parametrize(("name", "target"), [("moons", 0.96), ("spiral", 0.95)])
+def test_accuracy_targets(built, name, target):
+    metrics = json.loads((built / "metrics" / f"{name}.json").read_text())
+    assert metrics["test"]["accuracy"] >= target
+    assert metrics["generalization"]["accuracy"] >= target
+
+
+def test_a_fresh_run_reproduces_the_committed_lock(built):
+    """Same params and code, same bytes: the cold run's hashes are those committed in dvc.lock."""
+    assert lock_outs(built) == lock_outs(ROOT)
+    for name in DATASETS:
+        assert (built / "metrics" / f"{name}.json").read_bytes() == (
+            ROOT / "metrics" / f"{name}.json"
+        ).read_bytes()
+
+
+def test_second_repro_runs_nothing(rebuilt):
+    result = sh("dvc", "repro", cwd=rebuilt)
+    assert ran(result) == set()
+    assert sh("dvc", "status", cwd=rebuilt).stdout.strip() == "Data and pipelines are up to date."
+
+
+def test_forced_rerun_reproduces_every_hash(rebuilt):
+    before = lock_outs(rebuilt)
+    result = sh("dvc", "repro", "--force", "--no-run-cache", cwd=rebuilt)
+    assert len(ran(result)) == len(STAGES) * len(DATASETS)
+    assert lock_outs(rebuilt) == before
+
+
+def test_training_change_reruns_that_models_stages_only(rebuilt):
+    edit_params(rebuilt, lambda p: p["datasets"]["moons"]["train"].update(lr=0.02))
+    assert ran(sh("dvc", "repro", cwd=rebuilt)) == {"train@moons", "evaluate@moons", "plot@moons"}
+
+
+def test_plot_change_reruns_plots_only(rebuilt):
+    edit_params(rebuilt, lambda p: p["plot"].update(resolution=120))
+    assert ran(sh("dvc", "repro", cwd=rebuilt)) == {"plot@moons", "plot@spiral"}
+
+
+def test_data_change_reruns_that_dataset_only(rebuilt):
+    edit_params(rebuilt, lambda p: p["datasets"]["spiral"]["data"].update(noise=0.25))
+    assert ran(sh("dvc", "repro", cwd=rebuilt)) == {f"{stage}@spiral" for stage in STAGES}
+
+
+def test_shared_module_change_reruns_its_importers(rebuilt):
+    path = rebuilt / "stages" / "datasets.py"
+    path.write_text(path.read_text() + "\n# a comment changes the file's hash\n")
+    assert ran(sh("dvc", "repro", "--dry", cwd=rebuilt)) == {
+        f"{stage}@{name}" for stage in ("generate", "split") for name in DATASETS
+    }
+
+
+def test_new_dataset_is_one_params_entry(rebuilt):
+    def add_blobs(params):
+        params["datasets"]["blobs"] = {
+            "data": {"kind": "blobs", "n_samples": 300, "classes": 4, "noise": 0.3, "seed": 1},
+            "split": {"test_size": 0.2, "seed": 1},
+            "model": {"hidden": [8], "activation": "tanh"},
+            "train": {"epochs": 50, "lr": 0.05, "seed": 1},
+        }
+
+    edit_params(rebuilt, add_blobs)
+    assert ran(sh("dvc", "repro", cwd=rebuilt)) == {f"{stage}@blobs" for stage in STAGES}
+    metrics = json.loads((rebuilt / "metrics" / "blobs.json").read_text())
+    assert metrics["test"]["accuracy"] > 0.8
+
+
+HEAVY = ("torch", "torchmetrics", "sklearn", "matplotlib", "pandas", "scipy")
+RUN_AND_LIST_IMPORTS = """
+import runpy, sys
+try:  # sys.argv is ["-c", dataset], as the stage expects
+    runpy.run_module(STAGE, run_name="__main__")
+except SystemExit as exit:
+    assert not exit.code, exit.code
+print(" ".join(sorted(set(sys.modules) & set(HEAVY))))
+"""
+
+
+@pytest.mark.parametrize(
+    ("stage", "name", "allowed"),
+    [
+        ("generate", "moons", {"pandas", "sklearn", "scipy"}),  # make_moons is scikit-learn's
+        ("generate", "spiral", {"pandas"}),
+        ("split", "moons", {"pandas"}),
+        ("train", "moons", {"torch", "pandas"}),
+        (
+            "evaluate",
+            "moons",
+            {"torch", "torchmetrics", "pandas", "scipy", "matplotlib"},
+        ),  # torchmetrics' own
+        ("plot", "moons", {"torch", "matplotlib", "pandas"}),
+    ],
+)
+def test_stage_imports_only_what_it_uses(rebuilt, stage, name, allowed):
+    code = RUN_AND_LIST_IMPORTS.replace("STAGE", repr(f"stages.{stage}")).replace("HEAVY", repr(HEAVY))
+    result = sh(sys.executable, "-c", code, name, cwd=rebuilt)
+    assert set(result.stdout.split()) <= allowed

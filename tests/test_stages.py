@@ -1,0 +1,59 @@
+"""What each stage declares in dvc.yaml against what its code does: imports, params, CLI."""
+
+import ast
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import ROOT
+
+DVC_YAML = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+STAGES = list(DVC_YAML["stages"])
+
+
+def project_imports(module: str, seen=None) -> set[str]:
+    """Every `stages.*` module that importing `module` executes, itself included."""
+    seen = set() if seen is None else seen
+    seen.add(module)
+    tree = ast.parse((ROOT / (module.replace(".", "/") + ".py")).read_text())
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module]
+        for name in names:
+            if name.startswith("stages.") and name not in seen:
+                project_imports(name, seen)
+    return seen
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_deps_list_every_project_module_the_stage_imports(stage):
+    declared = {dep for dep in DVC_YAML["stages"][stage]["do"]["deps"] if dep.startswith("stages/")}
+    imported = {name.replace(".", "/") + ".py" for name in project_imports(f"stages.{stage}")}
+    assert declared == imported
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_stage_runs_as_a_module_per_dataset(stage):
+    assert DVC_YAML["stages"][stage]["foreach"] == "${datasets}"
+    assert DVC_YAML["stages"][stage]["do"]["cmd"] == f"python -m stages.{stage} ${{key}}"
+
+
+def test_stage_without_dataset_argument_prints_usage():
+    result = subprocess.run([sys.executable, "-m", "stages.split"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert result.stderr.strip() == "usage: python -m stages.split <dataset>"
+
+
+def test_unknown_dataset_is_a_one_line_error():
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.split", "nope"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode != 0
+    assert (
+        result.stderr.strip()
+        == "error: params.yaml: no dataset 'nope' under datasets (defined: moons, spiral)"
+    )
