@@ -1,0 +1,439 @@
+"""stages.models against oracles: torch.tanh and mpmath for pure_tanh, torch's own losses and
+softmax/sigmoid for the heads, and a save/load round trip for the checkpoint."""
+
+import io
+import os
+import sys
+
+import mpmath
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT
+from torch import nn
+
+if str(ROOT) not in sys.path:  # the stages package lives at the project root
+    sys.path.insert(0, str(ROOT))
+
+from stages.datasets import moons  # noqa: E402
+from stages.errors import UserError  # noqa: E402
+from stages.models import (  # noqa: E402
+    ACTIVATIONS,
+    MLP,
+    PureTanh,
+    load_checkpoint,
+    logits_of,
+    make_loss,
+    predict,
+    probabilities,
+    pure_tanh,
+    resolve_device,
+    save_checkpoint,
+)
+
+DTYPES = [torch.float32, torch.float64]
+GRID = np.concatenate(
+    [
+        np.linspace(-20.0, 20.0, 2001),
+        [0.0, -0.0, 1e-8, -1e-8, 1e-30, -1e-30, 1e-300, 5e-324, 0.5, -0.5, 30.0, -45.0, 1e4, -1e4],
+    ]
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One thread: at this size it is the fastest, and results do not depend on the core count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def exact(function, dtype):
+    """(x, f(x)) with f evaluated in 200-bit arithmetic at each grid value as stored in `dtype`."""
+    x = torch.tensor(GRID, dtype=dtype)
+    with mpmath.workprec(200):
+        values = [float(function(mpmath.mpf(float(v)))) for v in x.double()]
+    return x, torch.tensor(values, dtype=torch.float64)
+
+
+def value_and_grad(function, x):
+    x = x.detach().clone().requires_grad_(True)
+    y = function(x)
+    y.sum().backward()
+    return y.detach(), x.grad
+
+
+def relative_error_in_eps(got, want, dtype):
+    got, want = got.double(), want.double()
+    scale = want.abs().clamp(min=torch.finfo(dtype).tiny)
+    return ((got - want).abs() / scale).max().item() / torch.finfo(dtype).eps
+
+
+# ---------------------------------------------------------------------------------------------
+# pure_tanh
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pure_tanh_values_match_torch_tanh(dtype):
+    x = torch.tensor(GRID, dtype=dtype)
+    y = pure_tanh(x)
+    assert y.dtype == dtype and y.shape == x.shape
+    assert torch.isfinite(y).all()
+    eps = torch.finfo(dtype).eps
+    torch.testing.assert_close(y, torch.tanh(x), rtol=4 * eps, atol=0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pure_tanh_values_are_correctly_rounded_within_a_few_ulp(dtype):
+    x, want = exact(mpmath.tanh, dtype)
+    assert relative_error_in_eps(pure_tanh(x), want, dtype) <= 4  # measured: 1.5 (f64), 1.0 (f32)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pure_tanh_gradients_match_torch_tanh(dtype):
+    x = torch.tensor(GRID, dtype=dtype)
+    _, grad = value_and_grad(pure_tanh, x)
+    _, expected = value_and_grad(torch.tanh, x)
+    assert torch.isfinite(grad).all()
+    # torch.tanh's backward is 1 - y^2: accurate to ~eps in absolute terms, not relative.
+    eps = torch.finfo(dtype).eps
+    torch.testing.assert_close(grad, expected, rtol=4 * eps, atol=4 * eps)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pure_tanh_gradient_absolute_error_is_within_eps(dtype):
+    x, want = exact(lambda v: mpmath.sech(v) ** 2, dtype)
+    _, grad = value_and_grad(pure_tanh, x)
+    assert (grad.double() - want).abs().max().item() <= 2 * torch.finfo(dtype).eps
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG stages/models.py pure_tanh: the docstring promises the derivative without the cancellation "
+    "of 1 - y*y, but torch's expm1 backward is grad * (result + 1), which cancels the same way: relative "
+    "error exceeds 16 eps from |x| ~ 2.6 and reaches 50% (half the true gradient) from |x| ~ 19 (f64)",
+)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pure_tanh_gradient_is_relatively_accurate(dtype):
+    x, want = exact(lambda v: mpmath.sech(v) ** 2, dtype)
+    _, grad = value_and_grad(pure_tanh, x)
+    keep = want > 0  # sech^2 underflows to 0 at |x| = 1e4
+    assert relative_error_in_eps(grad[keep], want[keep], dtype) <= 4
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pure_tanh_extremes(dtype):
+    x = torch.tensor([1e4, -1e4, 0.0, 1e-8, -1e-8, float("inf"), float("-inf")], dtype=dtype)
+    y, grad = value_and_grad(pure_tanh, x)
+    assert y.tolist()[:3] == [1.0, -1.0, 0.0] and y.tolist()[5:] == [1.0, -1.0]
+    assert not torch.isnan(y).any() and not torch.isnan(grad).any()
+    assert grad.tolist()[:3] == [0.0, 0.0, 1.0] and grad.tolist()[5:] == [0.0, 0.0]
+    torch.testing.assert_close(y[3:5], x[3:5], rtol=torch.finfo(dtype).eps, atol=0)  # tanh(x) ~ x
+    assert grad[3].item() == grad[4].item() == pytest.approx(1.0, rel=torch.finfo(dtype).eps, abs=0)
+    assert torch.isnan(pure_tanh(torch.tensor([float("nan")], dtype=dtype))).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pure_tanh_is_odd_bounded_and_monotone(dtype):
+    x = torch.tensor(np.sort(np.abs(GRID)), dtype=dtype)
+    y = pure_tanh(x)
+    assert torch.equal(pure_tanh(-x), -y)
+    assert (y.abs() <= 1).all() and (y[1:] >= y[:-1]).all()
+
+
+def test_pure_tanh_gradcheck_float64():
+    x = torch.tensor(np.r_[np.linspace(-6, 6, 49), 0.0, 1e-8, -1e-8, 25.0, -25.0], requires_grad=True)
+    assert torch.autograd.gradcheck(pure_tanh, (x,), eps=1e-6, atol=1e-9, rtol=1e-6)
+    assert torch.autograd.gradgradcheck(pure_tanh, (x,), eps=1e-6, atol=1e-8, rtol=1e-5)
+
+
+def test_pure_tanh_keeps_shape_and_batches():
+    x = torch.randn(3, 4, 5, dtype=torch.float64)
+    torch.testing.assert_close(PureTanh()(x), torch.tanh(x), rtol=1e-15, atol=0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pure_tanh_mlp_trains_like_a_tanh_mlp(dtype):
+    points, labels = moons(200, 0.2, 0)
+    x, y = torch.tensor(points, dtype=dtype), torch.from_numpy(labels)
+    runs = []
+    for activation in ("tanh", "pure_tanh"):
+        torch.manual_seed(0)
+        model = MLP([16, 16], activation, 2).to(dtype)
+        first = model(x).detach()
+        optimizer, loss_fn, losses = torch.optim.Adam(model.parameters(), lr=0.01), make_loss(2), []
+        for _ in range(100):
+            loss = loss_fn(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        runs.append((first, torch.tensor(losses), model(x).detach()))
+    (first_a, losses_a, last_a), (first_b, losses_b, last_b) = runs
+    tight = {torch.float32: 1e-5, torch.float64: 1e-12}[dtype]
+    torch.testing.assert_close(first_b, first_a, rtol=tight, atol=tight)
+    torch.testing.assert_close(losses_b, losses_a, rtol=tight, atol=0)
+    torch.testing.assert_close(last_b, last_a, rtol=tight, atol=tight)
+    assert losses_a[-1] < 0.5 * losses_a[0]  # it did learn
+
+
+# ---------------------------------------------------------------------------------------------
+# MLP, loss, probabilities, predict
+
+
+@pytest.mark.parametrize(("classes", "outputs"), [(2, 1), (3, 3), (5, 5)])
+@pytest.mark.parametrize("hidden", [[16, 16], [3], [4, 7, 2]])
+def test_mlp_layers(hidden, classes, outputs):
+    model = MLP(hidden, "relu", classes)
+    linears = [m for m in model.net if isinstance(m, nn.Linear)]
+    widths = [2, *hidden, outputs]
+    assert [(m.in_features, m.out_features) for m in linears] == list(zip(widths, widths[1:], strict=False))
+    assert [type(m) for m in model.net] == [t for _ in hidden for t in (nn.Linear, nn.ReLU)] + [nn.Linear]
+    assert model(torch.zeros(9, 2)).shape == (9, outputs)
+    assert model.config == dict(hidden=hidden, activation="relu", classes=classes, in_features=2)
+
+
+@pytest.mark.parametrize("activation", list(ACTIVATIONS))
+def test_mlp_uses_the_named_activation(activation):
+    model = MLP([5, 5], activation, 3)
+    assert [type(m) for m in model.net[1::2]] == [ACTIVATIONS[activation]] * 2
+
+
+def test_make_loss_binary_is_bce_with_logits():
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(64, 1, dtype=torch.float64, generator=generator) * 4
+    labels = torch.randint(0, 2, (64,), generator=generator)
+    got = make_loss(2)(logits, labels)
+    torch.testing.assert_close(got, nn.BCEWithLogitsLoss()(logits[:, 0], labels.double()), rtol=0, atol=0)
+    p = torch.sigmoid(logits[:, 0])
+    formula = -(labels * p.log() + (1 - labels) * (1 - p).log()).mean()
+    torch.testing.assert_close(got, formula, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("classes", [3, 7])
+def test_make_loss_multiclass_is_cross_entropy(classes):
+    generator = torch.Generator().manual_seed(1)
+    logits = torch.randn(64, classes, dtype=torch.float64, generator=generator) * 3
+    labels = torch.randint(0, classes, (64,), generator=generator)
+    got = make_loss(classes)(logits, labels)
+    torch.testing.assert_close(got, nn.CrossEntropyLoss()(logits, labels), rtol=0, atol=0)
+    formula = -torch.log_softmax(logits, dim=1)[torch.arange(64), labels].mean()
+    torch.testing.assert_close(got, formula, rtol=1e-12, atol=0)
+
+
+def test_probabilities_and_predict_one_logit():
+    logits = torch.tensor([[-30.0], [-2.0], [-1e-3], [0.0], [1e-3], [2.0], [30.0]], dtype=torch.float64)
+    probs = probabilities(logits)
+    assert probs.shape == (7, 2)
+    p = 1 / (1 + np.exp(-logits[:, 0].numpy()))  # the sigmoid, in NumPy
+    np.testing.assert_allclose(probs[:, 1].numpy(), p, rtol=1e-15)
+    np.testing.assert_allclose(probs[:, 0].numpy(), 1 - p, rtol=1e-15, atol=1e-16)
+    torch.testing.assert_close(probs.sum(dim=1), torch.ones(7, dtype=torch.float64), rtol=0, atol=1e-15)
+    assert predict(logits).tolist() == [0, 0, 0, 0, 1, 1, 1]
+    assert predict(logits).dtype == torch.int64
+    assert torch.equal(predict(logits), probs.argmax(dim=1))
+
+
+@pytest.mark.parametrize("classes", [3, 5])
+def test_probabilities_and_predict_many_logits(classes):
+    logits = torch.randn(200, classes, dtype=torch.float64, generator=torch.Generator().manual_seed(2)) * 5
+    probs = probabilities(logits)
+    e = np.exp(logits.numpy() - logits.numpy().max(axis=1, keepdims=True))
+    np.testing.assert_allclose(probs.numpy(), e / e.sum(axis=1, keepdims=True), rtol=1e-13, atol=1e-300)
+    torch.testing.assert_close(probs.sum(dim=1), torch.ones(200, dtype=torch.float64), rtol=0, atol=1e-15)
+    np.testing.assert_array_equal(predict(logits).numpy(), logits.numpy().argmax(axis=1))
+    assert torch.equal(predict(logits), probs.argmax(dim=1))
+
+
+def test_logits_of_batches_equal_one_pass():
+    torch.manual_seed(3)
+    model = MLP([8], "tanh", 3).eval()
+    points = np.random.default_rng(0).normal(size=(1000, 2))  # float64, as read from the CSV files
+    whole = logits_of(model, points)
+    assert whole.dtype == torch.float32 and whole.shape == (1000, 3) and not whole.requires_grad
+    torch.testing.assert_close(logits_of(model, points, batch_size=7), whole, rtol=1e-6, atol=1e-6)
+    with torch.no_grad():
+        torch.testing.assert_close(whole, model(torch.tensor(points, dtype=torch.float32)), rtol=0, atol=0)
+
+
+def test_resolve_device():
+    assert resolve_device("cpu", "k") == torch.device("cpu")
+    assert resolve_device("auto", "k").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match=r"^datasets\.m\.train\.device = 'cuda': no CUDA device"):
+            resolve_device("cuda", "datasets.m.train.device")
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def trained_model(activation="pure_tanh", classes=3):
+    torch.manual_seed(4)
+    model = MLP([6, 5], activation, classes)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter))  # not the initial weights
+    return model
+
+
+@pytest.mark.parametrize(("activation", "classes"), [("pure_tanh", 3), ("relu", 2), ("leaky_relu", 5)])
+def test_checkpoint_round_trip(tmp_path, activation, classes):
+    model = trained_model(activation, classes)
+    path = tmp_path / "models" / "m.pt"
+    save_checkpoint(path, model)
+    assert os.listdir(path.parent) == ["m.pt"]  # no temporary file left behind
+    loaded = load_checkpoint(path)
+    assert isinstance(loaded, MLP) and not loaded.training
+    assert loaded.config == model.config
+    for (name, a), (name_b, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert name == name_b and torch.equal(a, b)
+    x = torch.randn(50, 2)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+
+
+def test_checkpoint_bytes_are_reproducible(tmp_path):
+    model = trained_model()
+    first, second = tmp_path / "a.pt", tmp_path / "other" / "b.pt"
+    save_checkpoint(first, model)
+    save_checkpoint(second, model)
+    assert first.read_bytes() == second.read_bytes()
+    again = tmp_path / "again.pt"
+    save_checkpoint(again, load_checkpoint(first))
+    assert again.read_bytes() == first.read_bytes()
+    save_checkpoint(first, model)  # overwriting gives the same bytes
+    assert first.read_bytes() == second.read_bytes()
+
+
+class ShellPayload:
+    """Unpickling this runs a shell command that creates `marker`."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch '{self.marker}'",))
+
+
+class PythonPayload:
+    """Unpickling this creates `marker` from Python, without a shell."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').close()",))
+
+
+def craft(path, payload):
+    model = trained_model()
+    torch.save({"config": model.config, "state_dict": model.state_dict(), "extra": payload}, path)
+
+
+def test_crafted_checkpoint_payload_is_live(tmp_path):
+    """The attack the next test blocks is real: an ordinary torch.load runs it."""
+    marker, path = tmp_path / "pwned", tmp_path / "evil.pt"
+    craft(path, PythonPayload(marker))
+    torch.load(path, weights_only=False)
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("payload", [ShellPayload, PythonPayload])
+@pytest.mark.parametrize("where", ["inside a checkpoint", "the whole file"])
+def test_checkpoint_with_code_is_refused_and_not_run(tmp_path, payload, where):
+    marker, path = tmp_path / "pwned", tmp_path / "evil.pt"
+    if where == "the whole file":
+        torch.save(payload(marker), path)
+    else:
+        craft(path, payload(marker))
+    with pytest.raises(UserError) as caught:
+        load_checkpoint(path)
+    assert str(caught.value) == f"{path}: refused: holds objects other than tensors and plain values"
+    assert not marker.exists()
+
+
+def test_missing_checkpoint_names_the_path(tmp_path):
+    path = tmp_path / "models" / "nope.pt"
+    with pytest.raises(UserError) as caught:
+        load_checkpoint(path)
+    assert str(caught.value) == f"{path}: file not found (run `dvc repro` to rebuild it)"
+
+
+def checkpoint_bytes(obj):
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def good_bytes():
+    buffer = io.BytesIO()
+    model = trained_model()
+    torch.save({"config": model.config, "state_dict": model.state_dict()}, buffer)
+    return buffer.getvalue()
+
+
+UNCAUGHT_INDEX_ERROR = pytest.mark.xfail(
+    strict=True,
+    reason="BUG stages/models.py load_checkpoint: IndexError is not caught; torch's weights-only unpickler "
+    "raises it on some garbage (a text file: 'pop from empty list') and saved['config'] on a bare tensor",
+)
+GARBAGE = {
+    "empty": b"",
+    "random bytes": bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8)),
+    "text": pytest.param(b"this is not a checkpoint\n", marks=UNCAUGHT_INDEX_ERROR),
+    "json": b'{"config": {}, "state_dict": {}}\n',
+    "truncated": good_bytes()[:1000],
+    "a list": checkpoint_bytes([1, 2, 3]),
+    "no config": checkpoint_bytes({"state_dict": {}}),
+    "bad activation": checkpoint_bytes({"config": {**trained_model().config, "activation": "evil"}}),
+    "wrong shapes": checkpoint_bytes({"config": MLP([3], "relu", 2).config, "state_dict": {}}),
+}
+
+
+@pytest.mark.parametrize("content", list(GARBAGE.values()), ids=list(GARBAGE))
+def test_garbage_checkpoint_is_user_error_naming_the_path(tmp_path, content):
+    path = tmp_path / "bad.pt"
+    path.write_bytes(content)
+    with pytest.raises(UserError) as caught:
+        load_checkpoint(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG stages/models.py load_checkpoint: random or zero bytes make torch's weights-only unpickler "
+    "raise UnpicklingError, reported as 'refused: holds objects other than tensors', which is untrue",
+)
+@pytest.mark.parametrize("name", ["random bytes", "zero bytes"])
+def test_garbage_checkpoint_is_not_reported_as_refused_code(tmp_path, name):
+    path = tmp_path / "bad.pt"
+    path.write_bytes(GARBAGE[name] if name in GARBAGE else bytes(100))
+    with pytest.raises(UserError, match="not a Boundary Lab checkpoint"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param("tensor", marks=UNCAUGHT_INDEX_ERROR),
+        pytest.param(
+            "directory",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="BUG stages/models.py load_checkpoint: IsADirectoryError (an OSError) is not caught",
+            ),
+        ),
+    ],
+)
+@pytest.mark.filterwarnings("ignore:Using a non-tuple sequence:UserWarning")
+def test_odd_checkpoint_is_user_error(tmp_path, kind):
+    path = tmp_path / "odd.pt"
+    if kind == "directory":
+        path.mkdir()
+    else:
+        path.write_bytes(checkpoint_bytes(torch.zeros(3)))
+    with pytest.raises(UserError, match=f"^{path}: "):
+        load_checkpoint(path)
