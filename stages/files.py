@@ -22,6 +22,8 @@ class DataError(UserError):
 def write_bytes(path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer that was killed
+        stale.unlink(missing_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(temporary, "wb") as file:
@@ -71,7 +73,7 @@ def read_points(path, classes: int):
         if bad.size:
             row = bad[0]
             raise DataError(
-                f"{path}: row {row + 2}, column {column}: {table[column].iloc[row]!r} is not a finite number"
+                f"{path}: row {row + 2}, column {column}: {_quote(table[column].iloc[row])} is not a finite number"
             )
         values[column] = numbers
     labels = values["label"]
@@ -79,10 +81,15 @@ def read_points(path, classes: int):
     if bad.size:
         row = bad[0]
         raise DataError(
-            f"{path}: row {row + 2}, column label: {table['label'].iloc[row]!r} "
+            f"{path}: row {row + 2}, column label: {_quote(table['label'].iloc[row])} "
             f"is not a class label in 0..{classes - 1}"
         )
     return np.column_stack([values["x1"], values["x2"]]), labels.astype(np.int64)
+
+
+def _quote(value):
+    """A cell as the file shows it: text in quotes, numbers bare."""
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 def data_path(name: str, split: str) -> Path:

@@ -169,6 +169,7 @@ def _value(kind, value, key, check):
 
 
 def _scalar(kind, value, key, check):
+    written = value  # errors quote the value as the user wrote it
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, int):
             _reject(key, value, _describe(kind, check))
@@ -184,7 +185,7 @@ def _scalar(kind, value, key, check):
     elif kind is str and not isinstance(value, str):
         _reject(key, value, _describe(kind, check))
     if not _allowed(value, check):
-        _reject(key, value, _describe(kind, check))
+        _reject(key, written, _describe(kind, check))
     return value
 
 
@@ -206,9 +207,9 @@ def _describe(kind, check):
     low, high = check.get("low"), check.get("high")
     if low is not None and high is not None:
         left, right = "(" if check["low_open"] else "[", ")" if check["high_open"] else "]"
-        return f"{text} in {left}{low}, {high}{right}"
+        return f"{text} in {left}{low:g}, {high:g}{right}"
     if low is not None:
-        return f"{text} {'>' if check['low_open'] else '>='} {low}"
+        return f"{text} {'>' if check['low_open'] else '>='} {low:g}"
     return text
 
 
