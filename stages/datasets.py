@@ -56,11 +56,15 @@ def circles(n, noise, seed, classes=2):
 
 
 def xor(n, noise, seed, classes=2):
-    """Uniform points in [-1, 1]^2, class 1 where x1 and x2 have the same sign."""
+    """Points in the four quadrants of [-1, 1]^2, class 1 where x1 and x2 have the same sign."""
     rng = np.random.default_rng(seed)
-    points = rng.uniform(-1.0, 1.0, (n, 2))
-    points += np.sign(points) * 0.05  # a small gap along the axes, as in TensorFlow Playground
-    labels = (points[:, 0] * points[:, 1] > 0).astype(np.int64)
+    labels = np.repeat(np.arange(2, dtype=np.int64), _per_class(n, 2))
+    # A magnitude away from the axes (a small gap, as in TensorFlow Playground) and a sign per
+    # coordinate; the second coordinate's sign follows from the first and the class.
+    magnitude = rng.uniform(0.05, 1.0, (n, 2))
+    first = rng.choice([-1.0, 1.0], n)
+    second = np.where(labels == 1, first, -first)
+    points = magnitude * np.column_stack([first, second])
     return points + rng.normal(0.0, noise, points.shape), labels
 
 

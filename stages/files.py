@@ -4,8 +4,10 @@ Every output is written to a temporary file in the same folder and renamed into 
 killed at any moment leaves either the old file or the new one, never half of one.
 """
 
+import io
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ import numpy as np
 from stages.errors import UserError
 
 POINT_COLUMNS = ["x1", "x2", "label"]
+NOT_A_NUMBER = re.compile(rb"[A-DF-Za-df-z]")
 
 
 class DataError(UserError):
@@ -55,15 +58,29 @@ def read_points(path, classes: int):
     import pandas as pd  # noqa: PLC0415
 
     try:
-        table = pd.read_csv(path)
+        with open(path, "rb") as file:
+            raw = file.read()
+        # The fast path reads every cell as a float64. Letters other than an exponent's e (a word,
+        # nan, inf, or true, which pandas would read as 1) send it to the slow path, which reads
+        # text and can name the cell.
+        try:
+            if NOT_A_NUMBER.search(raw.partition(b"\n")[2]):
+                raise ValueError("text in the cells")
+            table = pd.read_csv(io.BytesIO(raw), dtype=np.float64)
+        except ValueError as error:
+            if isinstance(error, pd.errors.EmptyDataError | pd.errors.ParserError):
+                raise
+            table = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found (run `dvc repro` to rebuild it)") from None
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as error:
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, OSError) as error:
         raise DataError(f"{path}: not a readable CSV ({str(error).splitlines()[0]})") from None
     if list(table.columns) != POINT_COLUMNS:
         raise DataError(
             f"{path}: columns are {','.join(map(str, table.columns))}; expected {','.join(POINT_COLUMNS)}"
         )
+    if not isinstance(table.index, pd.RangeIndex):  # pandas' reading of rows longer than the header
+        raise DataError(f"{path}: rows have more fields than the header x1,x2,label")
     if table.empty:
         raise DataError(f"{path}: has no rows")
     values = {}
@@ -73,7 +90,8 @@ def read_points(path, classes: int):
         if bad.size:
             row = bad[0]
             raise DataError(
-                f"{path}: row {row + 2}, column {column}: {_quote(table[column].iloc[row])} is not a finite number"
+                f"{path}: row {row + 2}, column {column}: {_quote(table[column].iloc[row])} "
+                "is not a finite number"
             )
         values[column] = numbers
     labels = values["label"]
@@ -89,7 +107,14 @@ def read_points(path, classes: int):
 
 def _quote(value):
     """A cell as the file shows it: text in quotes, numbers bare."""
-    return repr(value) if isinstance(value, str) else str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, str):
+        try:
+            float(value)  # nan, inf: numbers as written, shown bare
+        except ValueError:
+            return repr(value)
+    return str(value)
 
 
 def data_path(name: str, split: str) -> Path:

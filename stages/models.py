@@ -1,7 +1,9 @@
 """The classifier: an MLP over 2-D points, its activations, its loss, and its checkpoint file."""
 
 import io
+import os
 import pickle
+import zipfile
 
 import torch
 from torch import nn
@@ -15,8 +17,7 @@ def pure_tanh(x: torch.Tensor) -> torch.Tensor:
 
     Written for x >= 0 and mirrored (tanh is odd), so that the exponential only ever sees a
     non-positive argument: no overflow, no inf/inf at |x| = 1e4, and expm1 keeps full precision
-    near 0. Autograd differentiates it; the derivative 4e/(1+e)^2 equals 1 - tanh^2 without the
-    cancellation that 1 - y*y suffers as |x| grows.
+    near 0. Autograd differentiates it, to within rounding of torch's own 1 - tanh^2.
     """
     magnitude = torch.where(x >= 0, x, -x)
     decay = torch.exp(-2.0 * magnitude)
@@ -99,18 +100,28 @@ def save_checkpoint(path, model: MLP) -> None:
 def load_checkpoint(path) -> MLP:
     """Rebuild a model from its checkpoint. Only tensors and plain values are unpickled
     (`weights_only=True`): a file that holds code or objects is refused, never run."""
+    if not os.path.exists(path):
+        raise UserError(f"{path}: file not found (run `dvc repro` to rebuild it)")
+    if not zipfile.is_zipfile(path):  # what save_checkpoint writes (torch.save's format)
+        raise UserError(f"{path}: not a Boundary Lab checkpoint (not a torch zip archive)")
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
-        model = MLP(**saved["config"])
-        model.load_state_dict(saved["state_dict"])
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found (run `dvc repro` to rebuild it)") from None
     except pickle.UnpicklingError:
         raise UserError(f"{path}: refused: holds objects other than tensors and plain values") from None
-    except (RuntimeError, KeyError, TypeError, ValueError, EOFError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UserError(f"{path}: not a Boundary Lab checkpoint ({reason})") from None
+    except (OSError, RuntimeError, EOFError, IndexError, ValueError) as error:
+        raise UserError(f"{path}: not a Boundary Lab checkpoint ({_first_line(error)})") from None
+    if not (isinstance(saved, dict) and isinstance(saved.get("config"), dict) and "state_dict" in saved):
+        raise UserError(f"{path}: not a Boundary Lab checkpoint (no config and state_dict)")
+    try:
+        model = MLP(**saved["config"])
+        model.load_state_dict(saved["state_dict"])
+    except (RuntimeError, KeyError, TypeError, ValueError) as error:
+        raise UserError(f"{path}: not a Boundary Lab checkpoint ({_first_line(error)})") from None
     return model.eval()
+
+
+def _first_line(error):
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def configure_torch(seed: int = 0) -> None:

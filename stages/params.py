@@ -105,29 +105,38 @@ def load_params(path: str = PARAMS_FILE) -> Params:
             raw = yaml.safe_load(file)
     except FileNotFoundError:
         raise ParamsError(f"{path}: file not found (run from the project root)") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ParamsError(f"{path}: cannot be read ({type(error).__name__})") from None
     except yaml.YAMLError as error:
         where = getattr(error, "problem_mark", None)
         line = f" at line {where.line + 1}" if where else ""
         raise ParamsError(f"{path}: not valid YAML{line}") from None
-    return parse_params(raw)
+    return parse_params(raw, path)
 
 
-def parse_params(raw: Any) -> Params:
-    params = _parse(Params, raw, "")
+def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
+    """Params from the parsed YAML; every error message starts with `source`."""
+    try:
+        return _checked(_parse(Params, raw, ""))
+    except ParamsError as error:
+        raise ParamsError(f"{source}: {error}") from None
+
+
+def _checked(params: Params) -> Params:
+    """The checks that span several keys."""
     if not params.datasets:
-        raise ParamsError(f"{PARAMS_FILE}: datasets is empty; define at least one dataset")
+        raise ParamsError("datasets is empty; define at least one dataset")
     for name, dataset in params.datasets.items():
         if not DATASET_NAME.fullmatch(name):
-            raise ParamsError(f"{PARAMS_FILE}: dataset name '{name}' must be letters, digits, '_' or '-'")
+            raise ParamsError(f"dataset name {name!r} must be letters, digits, '_' or '-'")
         data = dataset.data
         if data.kind in BINARY_KINDS and data.classes != 2:
             raise ParamsError(
-                f"{PARAMS_FILE}: datasets.{name}.data.classes = {data.classes}: "
-                f"kind {data.kind} makes exactly 2 classes"
+                f"datasets.{name}.data.classes = {data.classes}: kind {data.kind} makes exactly 2 classes"
             )
         if data.n_samples < 2 * data.classes:
             raise ParamsError(
-                f"{PARAMS_FILE}: datasets.{name}.data.n_samples = {data.n_samples}: "
+                f"datasets.{name}.data.n_samples = {data.n_samples}: "
                 f"must be at least 2 per class ({2 * data.classes} for {data.classes} classes)"
             )
     return params
@@ -135,18 +144,18 @@ def parse_params(raw: Any) -> Params:
 
 def _parse(cls, raw, path):
     if not isinstance(raw, dict):
-        raise ParamsError(f"{PARAMS_FILE}: {path or 'the file'} must be a mapping, got {raw!r}")
+        raise ParamsError(f"{path or 'the file'} must be a mapping, got {raw!r}")
     known = [f.name for f in fields(cls)]
     for key in raw:
         if key not in known:
-            raise ParamsError(f"{PARAMS_FILE}: unknown key {_join(path, key)}; allowed: {', '.join(known)}")
+            raise ParamsError(f"unknown key {_join(path, key)}; allowed: {', '.join(known)}")
     values = {}
     for f in fields(cls):
         key = _join(path, f.name)
         if f.name in raw:
             values[f.name] = _value(f.type, raw[f.name], key, f.metadata)
         elif f.default is MISSING:
-            raise ParamsError(f"{PARAMS_FILE}: missing key {key}")
+            raise ParamsError(f"missing key {key}: must be {_expected(f.type, f.metadata)}")
     return cls(**values)
 
 
@@ -156,12 +165,12 @@ def _value(kind, value, key, check):
     origin = get_origin(kind)
     if origin is dict:
         if not isinstance(value, dict):
-            raise ParamsError(f"{PARAMS_FILE}: {key} must be a mapping of name to settings")
+            raise ParamsError(f"{key} must be a mapping of name to settings")
         item_type = get_args(kind)[1]
         return {str(name): _value(item_type, item, _join(key, name), check) for name, item in value.items()}
     if origin is list:
         if not isinstance(value, list) or not value:
-            _reject(key, value, f"a non-empty list of {_describe(int, check)}")
+            _reject(key, value, _expected(kind, check))
         return [_value(int, item, f"{key}[{i}]", check) for i, item in enumerate(value)]
     if get_args(kind) and type(None) in get_args(kind):  # an optional setting
         return None if value is None else _value(get_args(kind)[0], value, key, check)
@@ -179,14 +188,21 @@ def _scalar(kind, value, key, check):
                 value = float(value)
             except ValueError:
                 _reject(key, value, _describe(kind, check))
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            _reject(key, value, _describe(kind, check))
+        if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
+            _reject(key, written, _describe(kind, check))
         value = float(value)
     elif kind is str and not isinstance(value, str):
         _reject(key, value, _describe(kind, check))
     if not _allowed(value, check):
         _reject(key, written, _describe(kind, check))
     return value
+
+
+def _finite(number):
+    try:
+        return math.isfinite(number)
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def _allowed(value, check):
@@ -213,9 +229,21 @@ def _describe(kind, check):
     return text
 
 
+def _expected(kind, check):
+    if hasattr(kind, "__dataclass_fields__"):
+        return "a mapping of " + ", ".join(f.name for f in fields(kind))
+    if get_origin(kind) is dict:
+        return "a mapping of name to settings"
+    if get_origin(kind) is list:
+        return f"a non-empty list of {_describe(int, check)}"
+    return _describe(kind, check)
+
+
 def _reject(key, value, allowed):
-    raise ParamsError(f"{PARAMS_FILE}: {key} = {value!r}: must be {allowed}")
+    raise ParamsError(f"{key} = {value!r}: must be {allowed}")
 
 
 def _join(path, key):
-    return f"{path}.{key}" if path else str(key)
+    # Keys that are not plain names are quoted, so that a message stays one readable line.
+    key = str(key) if DATASET_NAME.fullmatch(str(key)) else repr(key)
+    return f"{path}.{key}" if path else key

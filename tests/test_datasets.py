@@ -124,14 +124,7 @@ def test_blobs_any_number_of_classes_around_the_unit_circle(classes):
 # What every generator promises
 
 
-XOR_UNEVEN = pytest.mark.xfail(
-    strict=True,
-    reason="BUG stages/datasets.py xor: labels follow the uniform points, so class counts are binomial "
-    "(1000 points: 511/489; 4 points, seed 3: 0/4) although parse_params promises 2 per class",
-)
-
-
-@pytest.mark.parametrize("kind", [pytest.param(k, marks=XOR_UNEVEN) if k == "xor" else k for k in KINDS])
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("n", [12, 301, 1000])
 def test_shapes_dtypes_labels_and_even_class_counts(kind, n):
     classes = classes_for(kind, 4)
@@ -146,7 +139,6 @@ def test_shapes_dtypes_labels_and_even_class_counts(kind, n):
         assert counts.tolist() == [n // classes + (j < n % classes) for j in range(classes)]
 
 
-@pytest.mark.xfail(strict=True, reason=XOR_UNEVEN.kwargs["reason"])
 def test_xor_smallest_valid_dataset_has_every_class():
     # n_samples = 4 passes parse_params's "at least 2 per class" check for a two-class kind.
     for seed in range(10):

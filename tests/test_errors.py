@@ -106,7 +106,6 @@ def test_typo_through_dvc_repro_then_fixed_restores_every_hash(rebuilt):
     assert "error: params.yaml: unknown key datasets.moons.train.epochz" in failed.stderr
     assert "Traceback" not in failed.stderr
 
-
     edit_params(rebuilt, set_key("datasets.moons.train.epochz", DELETE))
     sh("dvc", "repro", cwd=rebuilt)  # restores what the failed run removed, from the cache
     assert lock_outs(rebuilt) == before

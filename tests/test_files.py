@@ -198,11 +198,6 @@ def test_valid_variants_are_read(tmp_path):
     assert labels.tolist() == [0, 1, 2] and labels.dtype == np.int64
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG stages/files.py read_points: pd.read_csv turns a first column without a header into the "
-    "index, so rows with one field too many are read shifted (x1=2, x2=3, label=0 from '1,2,3,0')",
-)
 def test_a_field_too_many_in_every_row_is_an_error(tmp_path):
     path = tmp_path / "shifted.csv"
     path.write_text(HEADER + "1,2,3,0\n4,5,6,1\n")
@@ -210,11 +205,6 @@ def test_a_field_too_many_in_every_row_is_an_error(tmp_path):
         read_points(path, 2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG stages/files.py read_points: pandas parses true/false as booleans and pd.to_numeric "
-    "keeps them, so a label 'true' is read as class 1 (and 'False' in x1 as 0.0)",
-)
 @pytest.mark.parametrize("row", ["1,2,true", "False,2,0"])
 def test_booleans_are_not_numbers(tmp_path, row):
     path = tmp_path / "bools.csv"

@@ -108,20 +108,6 @@ def test_pure_tanh_gradient_absolute_error_is_within_eps(dtype):
     assert (grad.double() - want).abs().max().item() <= 2 * torch.finfo(dtype).eps
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG stages/models.py pure_tanh: the docstring promises the derivative without the cancellation "
-    "of 1 - y*y, but torch's expm1 backward is grad * (result + 1), which cancels the same way: relative "
-    "error exceeds 16 eps from |x| ~ 2.6 and reaches 50% (half the true gradient) from |x| ~ 19 (f64)",
-)
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_pure_tanh_gradient_is_relatively_accurate(dtype):
-    x, want = exact(lambda v: mpmath.sech(v) ** 2, dtype)
-    _, grad = value_and_grad(pure_tanh, x)
-    keep = want > 0  # sech^2 underflows to 0 at |x| = 1e4
-    assert relative_error_in_eps(grad[keep], want[keep], dtype) <= 4
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_pure_tanh_extremes(dtype):
     x = torch.tensor([1e4, -1e4, 0.0, 1e-8, -1e-8, float("inf"), float("-inf")], dtype=dtype)
@@ -374,15 +360,10 @@ def good_bytes():
     return buffer.getvalue()
 
 
-UNCAUGHT_INDEX_ERROR = pytest.mark.xfail(
-    strict=True,
-    reason="BUG stages/models.py load_checkpoint: IndexError is not caught; torch's weights-only unpickler "
-    "raises it on some garbage (a text file: 'pop from empty list') and saved['config'] on a bare tensor",
-)
 GARBAGE = {
     "empty": b"",
     "random bytes": bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8)),
-    "text": pytest.param(b"this is not a checkpoint\n", marks=UNCAUGHT_INDEX_ERROR),
+    "text": b"this is not a checkpoint\n",
     "json": b'{"config": {}, "state_dict": {}}\n',
     "truncated": good_bytes()[:1000],
     "a list": checkpoint_bytes([1, 2, 3]),
@@ -402,11 +383,6 @@ def test_garbage_checkpoint_is_user_error_naming_the_path(tmp_path, content):
     assert message.startswith(f"{path}: ") and "\n" not in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG stages/models.py load_checkpoint: random or zero bytes make torch's weights-only unpickler "
-    "raise UnpicklingError, reported as 'refused: holds objects other than tensors', which is untrue",
-)
 @pytest.mark.parametrize("name", ["random bytes", "zero bytes"])
 def test_garbage_checkpoint_is_not_reported_as_refused_code(tmp_path, name):
     path = tmp_path / "bad.pt"
@@ -418,14 +394,8 @@ def test_garbage_checkpoint_is_not_reported_as_refused_code(tmp_path, name):
 @pytest.mark.parametrize(
     "kind",
     [
-        pytest.param("tensor", marks=UNCAUGHT_INDEX_ERROR),
-        pytest.param(
-            "directory",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG stages/models.py load_checkpoint: IsADirectoryError (an OSError) is not caught",
-            ),
-        ),
+        "tensor",
+        "directory",
     ],
 )
 @pytest.mark.filterwarnings("ignore:Using a non-tuple sequence:UserWarning")

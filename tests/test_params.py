@@ -270,11 +270,6 @@ def test_load_params_tab_indentation_is_invalid_yaml(tmp_path):
         load_params(str(path))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG stages/params.py load_params: only FileNotFoundError and yaml.YAMLError are caught; "
-    "a non-UTF-8 file raises UnicodeDecodeError and a directory IsADirectoryError (tracebacks)",
-)
 @pytest.mark.parametrize("kind", ["not utf-8", "directory"])
 def test_load_params_unreadable_file_is_params_error(tmp_path, kind):
     path = tmp_path / "params.yaml"
@@ -286,11 +281,6 @@ def test_load_params_unreadable_file_is_params_error(tmp_path, kind):
         load_params(str(path))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG stages/params.py: parse_params/_reject/_parse prefix every message with the constant "
-    "PARAMS_FILE, not the path load_params was given",
-)
 def test_load_params_validation_error_names_the_file_it_read(tmp_path):
     path = tmp_path / "experiment.yaml"
     path.write_text(BASE_YAML.replace("lr: 0.01", "lr: -1", 1))
@@ -298,20 +288,10 @@ def test_load_params_validation_error_names_the_file_it_read(tmp_path):
         load_params(str(path))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG stages/params.py _scalar: math.isfinite(int) raises OverflowError for an int too large "
-    "for a float (e.g. lr: 1e400 written as digits); not caught",
-)
 def test_huge_integer_for_a_float_is_params_error(raw):
     assert_one_line_error(mutated(raw, (*M, "train", "lr"), 10**400), "datasets.moons.train.lr")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG stages/params.py _join and parse_params: keys and dataset names are formatted with str(), "
-    "so a quoted key holding a newline breaks the one-line message (use repr for such keys)",
-)
 @pytest.mark.parametrize("where", ["top level", "dataset name"])
 def test_key_with_newline_still_gives_one_line(raw, where):
     if where == "top level":
@@ -321,11 +301,6 @@ def test_key_with_newline_still_gives_one_line(raw, where):
     assert_one_line_error(raw)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GAP stages/params.py _parse: 'missing key X' does not say what value X must hold "
-    "(the other messages do, via _describe)",
-)
 def test_missing_key_says_what_is_expected(raw):
     assert_one_line_error(
         mutated(raw, (*M, "train", "lr"), DELETE), "datasets.moons.train.lr", "a number > 0"
