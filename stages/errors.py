@@ -9,7 +9,7 @@ class UserError(Exception):
 
 def run(main):
     """Run a stage's `main(dataset)` from the command line: `python -m stages.<stage> <dataset>`."""
-    stage = sys.modules[main.__module__].__spec__.name
+    stage = main.__globals__["__spec__"].name  # "stages.train" when run with -m
     if len(sys.argv) != 2:
         sys.exit(f"usage: python -m {stage} <dataset>")
     try:
