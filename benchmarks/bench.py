@@ -1,0 +1,371 @@
+"""Boundary Lab benchmarks: the pipeline against its notebook-style peer, plain PyTorch and itself.
+
+    python benchmarks/bench.py --seed-workflow ../shared/reference/seed_workflow.py [--repeat N] [--scale]
+                               [--json PATH]
+
+Every figure is the median of --repeat runs, with its ratio to the reference of its section, measured in
+the same invocation. The project is snapshotted once (its git-tracked files, working-tree versions, in a new
+git repository) and every run works on a fresh copy of that snapshot, so nothing here touches the checkout.
+The seed workflow is only ever passed in: without it, the peer row is skipped.
+"""
+
+# ruff: noqa: PLC0415 - the workers import torch & co. only in their own process
+
+import argparse
+import contextlib
+import io
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+HEAVY = ("torch", "torchmetrics", "sklearn", "matplotlib", "pandas", "scipy")
+STAGES = ("generate", "split", "train", "evaluate", "plot")
+DATASETS = ("moons", "spiral")
+SCALE = (1_000, 100_000, 1_000_000)
+SCALE_TRAIN = dict(epochs=3, batch_size=1024)  # a few mini-batch epochs keep 1e6 points to minutes
+GIT_ID = {"NAME": "bench", "EMAIL": "bench@invalid"}
+ENV = os.environ | {f"GIT_{who}_{k}": v for who in ("AUTHOR", "COMMITTER") for k, v in GIT_ID.items()}
+ENV["DVC_NO_ANALYTICS"] = "1"
+ENV["PATH"] = f"{Path(PY).parent}{os.pathsep}{ENV['PATH']}"  # `dvc` and stage `python` from this venv
+RUN_STAGE = """import runpy, sys  # `python -m stages.{stage} {dataset}`, then list the heavy modules
+sys.argv[1:] = ["{dataset}"]
+try:
+    runpy.run_module("stages.{stage}", run_name="__main__", alter_sys=True)
+finally:
+    {modules}"""
+MODULES = f"import sys; print('HEAVY', ','.join(m for m in {HEAVY} if m in sys.modules))"
+
+
+# ----------------------------------------------------------------------------- running things
+
+
+def sh(*cmd, cwd=None):
+    """Run a command: (wall seconds, peak RSS in MB of it or its largest child, its output)."""
+    with tempfile.TemporaryFile() as log:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=cwd, env=ENV, stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        log.seek(0)
+        out = log.read().decode(errors="replace")
+    if proc.returncode:
+        sys.exit(f"{' '.join(map(str, cmd))} (in {cwd}) exited {proc.returncode}:\n{out[-3000:]}")
+    return seconds, usage.ru_maxrss / 1024, out
+
+
+def worker(cwd, name, *args):
+    """Run worker_<name>(*args) below in a fresh interpreter inside `cwd`; returns what it printed as JSON."""
+    _, _, out = sh(PY, __file__, "--worker", name, *map(str, args), cwd=cwd)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def snapshot(dest):
+    """The project's git-tracked files (working-tree versions) committed to a new git repository."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True)
+    for name in filter(None, listed.stdout.split("\0")):
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "snapshot"]):
+        sh("git", *cmd, cwd=dest)
+    return dest
+
+
+def fresh(template, dest):
+    """A copy of the snapshot as a clone would have it: no DVC cache, no run-cache, no outputs."""
+    shutil.copytree(template, dest, symlinks=True)
+    assert not (dest / ".dvc" / "cache").exists() and not (dest / "models" / "moons.pt").exists()
+    return dest
+
+
+def set_params(project, update):
+    import yaml
+
+    path = project / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    update(params)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def repro(project, *flags):
+    seconds, mb, out = sh("dvc", "repro", *flags, cwd=project)
+    assert "is cached" not in out, out  # nothing was restored from a run-cache
+    return seconds, mb, out.count("Running stage '")
+
+
+def median(samples):
+    return statistics.median(samples)
+
+
+# ----------------------------------------------------------------------------- workers (in a subprocess)
+
+
+def worker_train_project(log_every, repeat):
+    """stages.train.main itself: 1000 epochs = t(main, 1001 epochs) - t(main, 1 epoch), so reading the
+    CSVs, building the model, saving the checkpoint and history cancel out; logging stays in."""
+    import yaml
+
+    from stages import train
+    from stages.params import parse_params
+
+    raw = yaml.safe_load(Path("params.yaml").read_text())
+
+    def timed(epochs):
+        raw["datasets"]["moons"]["train"].update(epochs=epochs, log_every=int(log_every))
+        params = parse_params(raw)
+        train.load_params = lambda: params
+        start = time.perf_counter()
+        with contextlib.redirect_stderr(io.StringIO()):
+            train.main("moons")
+        return time.perf_counter() - start
+
+    timed(1)  # warm-up: lazy imports (pandas), torch's first calls
+    return [timed(1001) - timed(1) for _ in range(int(repeat))]
+
+
+def worker_train_plain(threads, repeat):
+    """The minimal loop: nn.Sequential, BCEWithLogitsLoss, Adam (defaults but lr), full batch."""
+    import numpy as np
+    import torch
+    import yaml
+    from torch import nn
+
+    if threads != "default":
+        torch.set_num_threads(int(threads))
+    moons = yaml.safe_load(Path("params.yaml").read_text())["datasets"]["moons"]
+    table = np.loadtxt("data/moons/train.csv", delimiter=",", skiprows=1)
+    x = torch.tensor(table[:, :2], dtype=torch.float32)
+    y = torch.tensor(table[:, 2:], dtype=torch.float32)
+
+    def timed(epochs):
+        torch.manual_seed(0)
+        layers, width = [], 2
+        for size in moons["model"]["hidden"]:
+            layers += [nn.Linear(width, size), nn.ReLU()]
+            width = size
+        model = nn.Sequential(*layers, nn.Linear(width, 1))
+        loss_fn = nn.BCEWithLogitsLoss()
+        optimizer = torch.optim.Adam(model.parameters(), lr=moons["train"]["lr"])
+        start = time.perf_counter()
+        for _ in range(epochs):
+            loss = loss_fn(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return time.perf_counter() - start
+
+    timed(20)  # warm-up
+    return [timed(1000) for _ in range(int(repeat))] + [torch.get_num_threads(), len(x)]
+
+
+def worker_io(n, repeat):
+    """Rows/s of the project's own CSV writer and validating reader, at n rows (pandas imported first)."""
+    import numpy as np
+
+    from stages.files import read_points, write_points
+
+    rng = np.random.default_rng(0)
+    points, labels = rng.normal(size=(int(n), 2)), rng.integers(0, 2, int(n))
+    write_points("warm.csv", points[:10], labels[:10])
+    read_points("warm.csv", 2)
+    writes, reads = [], []
+    for _ in range(int(repeat)):
+        start = time.perf_counter()
+        write_points("io.csv", points, labels)
+        writes.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        read_points("io.csv", 2)
+        reads.append(time.perf_counter() - start)
+    return [int(n) / median(writes), int(n) / median(reads), Path("io.csv").stat().st_size / 2**20]
+
+
+# ----------------------------------------------------------------------------- the benchmark
+
+
+def bench(args, tmp):
+    rows = []
+
+    def row(section, name, samples, ref=None, note="", unit="s"):
+        """A table row: the median of `samples` (seconds, or sh()'s (seconds, MB, ...)) and its ratio."""
+        times = [s[0] if isinstance(s, tuple) else s for s in samples]
+        mb = max((s[1] for s in samples if isinstance(s, tuple)), default=None)
+        value = median(times)
+        ratio = value / ref if ref else None
+        rows.append(dict(section=section, name=name, value=value, unit=unit, peak_mb=mb, ratio=ratio,
+                         note=note, samples=times))  # fmt: skip
+        return value
+
+    template = snapshot(tmp / "template")
+    copies = iter(range(10**6))
+
+    def new():
+        return fresh(template, tmp / f"run{next(copies)}")
+
+    seed = Path(args.seed_workflow).resolve() if args.seed_workflow else None
+    if seed and not seed.is_file():
+        print(f"note: {seed} not found; the peer row is skipped", file=sys.stderr)
+        seed = None
+
+    # 1. cold runs, interleaved with the peer's so that other users' load hits both alike
+    clone, forced, peer = [], [], []
+    for i in range(args.repeat):
+        clone.append(repro(new(), "--no-run-cache"))
+        project = new()
+        forced.append(repro(project, "--force", "--no-run-cache"))
+        if seed:
+            peer.append(sh(PY, seed, tmp / f"peer{i}"))
+        print(f"cold run {i + 1}/{args.repeat}: {forced[-1][0]:.1f} s", file=sys.stderr)
+    section = "1. cold dvc repro in a fresh clone (ratio: / peer)"
+    ref = median([s for s, *_ in peer]) if peer else None
+    every = len(STAGES) * len(DATASETS)
+    skipped = "; the rest skipped: committed outputs match dvc.lock" if clone[-1][2] < every else ""
+    row(section, "dvc repro --no-run-cache", clone, ref, f"{clone[-1][2]}/{every} stages ran{skipped}")
+    cold = row(section, "dvc repro --force --no-run-cache", forced, ref,
+               f"{forced[-1][2]}/{every} stages ran: the peer's work and more")  # fmt: skip
+    if peer:
+        row(section, f"python {seed.name} OUT (ref)", peer, ref, "the notebook-style peer")
+
+    # 2. the training loop, on its own copy: main() overwrites models/moons.pt and history.csv
+    section = "2. training loop, 1000 full-batch epochs, moons (ratio: / plain)"
+    trainer = new()
+    for stage in ("generate", "split"):
+        sh(PY, "-m", f"stages.{stage}", "moons", cwd=trainer)
+    project_times = worker(trainer, "train_project", 10, args.repeat)
+    quiet_times = worker(trainer, "train_project", 10**6, args.repeat)
+    *plain, threads, n_points = worker(trainer, "train_plain", "default", args.repeat)
+    *plain1, _, _ = worker(trainer, "train_plain", 1, args.repeat)
+    ref = median(plain)
+    one = median(plain1)
+    for name, times, note in (
+        ("project: stages.train.main", project_times, "in-process, t(1001 ep) - t(1 ep); 100 evaluations"),
+        ("project, log_every 1e6", quiet_times, "10 of those 100 evaluations left"),
+    ):
+        row(section, name, times, ref, f"{note}; 1 thread: {median(times) / one:.2f}x the 1-thread loop")
+    row(section, f"plain PyTorch loop (ref), {threads} threads", plain, ref,
+        f"{n_points} points, Adam (foreach), no evaluation")  # fmt: skip
+    row(section, "plain PyTorch loop, 1 thread", plain1, ref)
+
+    # 3. incremental runs, on the last forced-cold project
+    section = "3. incremental dvc repro (ratio: / cold --force)"
+    changed, noop, original = [], [], (project / "params.yaml").read_text()
+    for i in range(args.repeat):
+        set_params(project, lambda p, r=201 + i: p["plot"].update(resolution=r))
+        changed.append(repro(project))
+        noop.append(repro(project))
+    (project / "params.yaml").write_text(original)
+    row(section, "plot.resolution changed", changed, cold, f"{changed[-1][2]} stages ran (plot@*)")
+    row(section, "no-op", noop, cold, f"{noop[-1][2]} stages ran: dvc's own start-up and checks")
+
+    # 4. start-up: a bare interpreter, torch, each stage module; then each stage command in full
+    section = "4. start-up: python -c 'import ...' (ratio: / bare python)"
+    imports = {"bare python (ref)": "pass", "import torch": "import torch"}
+    imports |= {f"import stages.{s}": f"import stages.{s}" for s in STAGES}
+    runs = {name: [sh(PY, "-c", f"{code}; {MODULES}", cwd=project) for _ in range(args.repeat)]
+            for name, code in imports.items()}  # fmt: skip
+    ref = median([s for s, *_ in runs["bare python (ref)"]])
+    startup = {name: row(section, name, samples, ref, f"loads {loaded(samples) or '-'}")
+               for name, samples in runs.items()}  # fmt: skip
+
+    section = "4b. stage commands, default params, no DVC (ratio: / cold --force)"
+    total = 0.0
+    for stage in STAGES:
+        for dataset in DATASETS:
+            code = RUN_STAGE.format(stage=stage, dataset=dataset, modules=MODULES)
+            samples = [sh(PY, "-c", code, cwd=project) for _ in range(args.repeat)]
+            value = median([s for s, *_ in samples])
+            note = f"import {startup[f'import stages.{stage}'] / value:.0%}; loads {loaded(samples)}"
+            total += row(section, f"python -m stages.{stage} {dataset}", samples, cold, note)
+    row(section, "sum of the 10 stage commands", [total], cold, f"dvc's own share: {cold - total:+.1f} s")
+
+    # 5. scale: each stage of moons at 1e3, 1e5, 1e6 points
+    if args.scale:
+        batch = "batch_size" in (template / "stages" / "params.py").read_text()
+        train = SCALE_TRAIN if batch else {"epochs": SCALE_TRAIN["epochs"]}
+        section = f"5. scale, moons, train {train}, fresh sample 1e5 (ratio: / n=1e3)"
+        small, work = {}, {}
+        for n in SCALE:
+            scaled = new()
+
+            def update(p, n=n):
+                p["datasets"]["moons"]["data"]["n_samples"] = n
+                p["datasets"]["moons"]["train"].update(train)
+
+            set_params(scaled, update)
+            for stage in STAGES:
+                samples = [sh(PY, "-m", f"stages.{stage}", "moons", cwd=scaled) for _ in range(args.repeat)]
+                value = median([s for s, *_ in samples])
+                small.setdefault(stage, value)
+                # How the stage's work (its time less its import time) grows: the k of work ~ n^k.
+                now, before = value - startup[f"import stages.{stage}"], work.get(stage)
+                note = f"work (less import) {now:.2f} s"
+                if before and before > 0 and now > 0:
+                    growth = math.log(now / before) / math.log(n / SCALE[SCALE.index(n) - 1])
+                    note += f", ~n^{growth:.2f}"
+                work[stage] = now
+                row(section, f"n={n:.0e} {stage}", samples, small[stage], note)
+            write, read, size = worker(scaled, "io", n, args.repeat)
+            small.setdefault("write", write)
+            small.setdefault("read", read)
+            row(section, f"n={n:.0e} write all.csv", [write], small["write"],
+                f"{size:.1f} MB, stages.files.write_points", unit="rows/s")  # fmt: skip
+            row(section, f"n={n:.0e} read all.csv", [read], small["read"],
+                "stages.files.read_points", unit="rows/s")  # fmt: skip
+            shutil.rmtree(scaled)
+    return rows
+
+
+def loaded(samples):
+    """The heavy libraries that the MODULES snippet found in sys.modules."""
+    return samples[-1][2].split("HEAVY ")[-1].strip()
+
+
+def show(rows):
+    width = max(len(r["name"]) for r in rows) + 2
+    section = None
+    for r in rows:
+        if r["section"] != section:
+            section = r["section"]
+            print(f"\n{section}\n  {'':<{width}}{'median':>14}{'peak':>10}{'ratio':>9}   note")
+        value = f"{r['value']:,.0f} {r['unit']}" if r["unit"] == "rows/s" else f"{r['value']:.3f} {r['unit']}"
+        mb = f"{r['peak_mb']:.0f} MB" if r["peak_mb"] else ""
+        ratio = f"{r['ratio']:.2f}x" if r["ratio"] is not None else ""
+        print(f"  {r['name']:<{width}}{value:>14}{mb:>10}{ratio:>9}   {r['note']}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed-workflow", help="the notebook-style peer script (row skipped without it)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure; medians are reported")
+    parser.add_argument("--scale", action="store_true", help="also time each stage at 1e3, 1e5, 1e6 points")
+    parser.add_argument("--json", help="also write the rows, with every sample, to this file")
+    args = parser.parse_args()
+    start, load = time.perf_counter(), os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="boundary-bench-") as tmp:
+        ENV["DVC_SITE_CACHE_DIR"] = str(Path(tmp) / "dvc-site")  # no state shared with other runs
+        rows = bench(args, Path(tmp))
+    print(
+        f"Boundary Lab benchmark: --repeat {args.repeat}, {os.cpu_count()} CPUs, "
+        f"load average {load:.1f} at start, {os.getloadavg()[0]:.1f} at end, "
+        f"{time.perf_counter() - start:.0f} s"
+    )
+    show(rows)
+    if args.json:
+        Path(args.json).write_text(json.dumps(dict(args=vars(args), rows=rows), indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--worker"]:
+        sys.path.insert(0, os.getcwd())  # the project copy's `stages`, not the checkout's
+        print(json.dumps(globals()[f"worker_{sys.argv[2]}"](*sys.argv[3:])))
+    else:
+        main()
