@@ -12,6 +12,8 @@ from stages.files import data_path, model_path, plots_dir, read_points, write_ta
 from stages.models import MLP, configure_torch, logits_of, make_loss, predict, resolve_device, save_checkpoint
 from stages.params import load_params
 
+COLUMNS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy")
+
 
 def main(name):
     params = load_params()
@@ -31,29 +33,26 @@ def main(name):
     loss_fn = make_loss(classes)
     optimizer = torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay, fused=True)
     shuffle = torch.Generator().manual_seed(train.seed)
-    batch_size = train.batch_size or len(labels)
+    full_batch = train.batch_size is None or train.batch_size >= len(labels)
     report_every = max(1, train.epochs // 10)
 
     history = []
     for epoch in range(train.epochs + 1):
-        if epoch > 0:
-            order = (
-                torch.randperm(len(labels), generator=shuffle).to(device)
-                if batch_size < len(labels)
-                else None
-            )
-            for start in range(0, len(labels), batch_size):
-                batch = slice(None) if order is None else order[start : start + batch_size]
-                loss = loss_fn(model(points[batch]), labels[batch])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+        if full_batch:
+            # The forward pass of this epoch's step scores the weights after `epoch` steps on the
+            # whole training set, so the training half of the history costs nothing.
+            logits = model(points)
+            loss = loss_fn(logits, labels)
         if epoch % train.log_every == 0 or epoch % report_every == 0 or epoch == train.epochs:
-            row = {"epoch": epoch}
-            for split, (split_points, split_labels) in tensors.items():
-                logits = logits_of(model, split_points)
-                row[f"{split}_loss"] = loss_fn(logits, split_labels).item()
-                row[f"{split}_accuracy"] = (predict(logits) == split_labels).double().mean().item()
+            with torch.no_grad():
+                seen = (
+                    (loss.item(), accuracy(logits, labels))
+                    if full_batch
+                    else score(model, points, labels, loss_fn)
+                )
+                row = dict(
+                    zip(COLUMNS, (epoch, *seen, *score(model, *tensors["test"], loss_fn)), strict=True)
+                )
             if epoch % train.log_every == 0 or epoch == train.epochs:
                 history.append(row)
             if epoch % report_every == 0:
@@ -63,9 +62,33 @@ def main(name):
                     f"  test accuracy {row['test_accuracy']:.3f}",
                     file=sys.stderr,
                 )
+        if epoch == train.epochs:
+            break
+        if full_batch:
+            step(optimizer, loss)
+        else:
+            order = torch.randperm(len(labels), generator=shuffle).to(device)
+            for batch in order.split(train.batch_size):
+                step(optimizer, loss_fn(model(points[batch]), labels[batch]))
 
     save_checkpoint(model_path(name), model)
-    write_table(plots_dir(name) / "history.csv", {k: [row[k] for row in history] for k in history[0]})
+    write_table(plots_dir(name) / "history.csv", {k: [row[k] for row in history] for k in COLUMNS})
+
+
+def step(optimizer, loss):
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+def accuracy(logits, labels):
+    return (predict(logits) == labels).double().mean().item()
+
+
+def score(model, points, labels, loss_fn):
+    """Loss and accuracy of the model's current weights on a whole set, a batch at a time."""
+    logits = logits_of(model, points)
+    return loss_fn(logits, labels.cpu()).item(), accuracy(logits, labels.cpu())
 
 
 if __name__ == "__main__":
