@@ -4,8 +4,10 @@ Every output is written to a temporary file in the same folder and renamed into 
 killed at any moment leaves either the old file or the new one, never half of one.
 """
 
+import contextlib
 import io
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -15,7 +17,7 @@ import numpy as np
 from stages.errors import UserError
 
 POINT_COLUMNS = ["x1", "x2", "label"]
-NOT_A_NUMBER = re.compile(rb"[A-DF-Za-df-z]")
+NOT_A_NUMBER = re.compile(r"[A-DF-Za-df-z]")
 
 
 class DataError(UserError):
@@ -43,10 +45,10 @@ def write_json(path, obj) -> None:
 
 
 def write_table(path, columns: dict) -> None:
-    """A CSV with a header row; floats written in full (shortest round-trip) precision."""
-    import pandas as pd  # noqa: PLC0415
-
-    write_bytes(path, pd.DataFrame(columns).to_csv(index=False, lineterminator="\n").encode())
+    """A CSV with a header row: floats in their shortest exact form (repr), integers as integers."""
+    rows = zip(*(np.asarray(values).tolist() for values in columns.values()), strict=True)
+    lines = [",".join(columns), *(",".join(map(repr, row)) for row in rows)]
+    write_bytes(path, ("\n".join(lines) + "\n").encode())
 
 
 def write_points(path, points: np.ndarray, labels: np.ndarray) -> None:
@@ -55,54 +57,72 @@ def write_points(path, points: np.ndarray, labels: np.ndarray) -> None:
 
 def read_points(path, classes: int):
     """Points (n, 2) float64 and labels (n,) int64 from a CSV, checked column by column."""
-    import pandas as pd  # noqa: PLC0415
-
     try:
-        with open(path, "rb") as file:
-            raw = file.read()
-        # The fast path reads every cell as a float64. Letters other than an exponent's e (a word,
-        # nan, inf, or true, which pandas would read as 1) send it to the slow path, which reads
-        # text and can name the cell.
-        try:
-            if NOT_A_NUMBER.search(raw.partition(b"\n")[2]):
-                raise ValueError("text in the cells")
-            table = pd.read_csv(io.BytesIO(raw), dtype=np.float64)
-        except ValueError as error:
-            if isinstance(error, pd.errors.EmptyDataError | pd.errors.ParserError):
-                raise
-            table = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False)
+        raw = Path(path).read_bytes()
+        header, _, body = raw.decode("utf-8").partition("\n")
     except FileNotFoundError:
         raise DataError(f"{path}: file not found (run `dvc repro` to rebuild it)") from None
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, OSError) as error:
-        raise DataError(f"{path}: not a readable CSV ({str(error).splitlines()[0]})") from None
-    if list(table.columns) != POINT_COLUMNS:
-        raise DataError(
-            f"{path}: columns are {','.join(map(str, table.columns))}; expected {','.join(POINT_COLUMNS)}"
-        )
-    if not isinstance(table.index, pd.RangeIndex):  # pandas' reading of rows longer than the header
-        raise DataError(f"{path}: rows have more fields than the header x1,x2,label")
-    if table.empty:
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: not a readable CSV ({type(error).__name__})") from None
+    if not raw:
+        raise DataError(f"{path}: not a readable CSV (the file is empty)")
+    columns = header.rstrip("\r").split(",")
+    if columns != POINT_COLUMNS:
+        raise DataError(f"{path}: columns are {','.join(columns)}; expected {','.join(POINT_COLUMNS)}")
+    if not body.strip():
         raise DataError(f"{path}: has no rows")
-    values = {}
-    for column in POINT_COLUMNS:
-        numbers = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=np.float64)
-        bad = np.flatnonzero(~np.isfinite(numbers))
-        if bad.size:
-            row = bad[0]
-            raise DataError(
-                f"{path}: row {row + 2}, column {column}: {_quote(table[column].iloc[row])} "
-                "is not a finite number"
-            )
-        values[column] = numbers
-    labels = values["label"]
+    table = None
+    if not NOT_A_NUMBER.search(body):  # letters other than an exponent's e: text, nan, inf, true
+        # A cell that is not a number, or a row of the wrong length, is found below.
+        with contextlib.suppress(ValueError):
+            table = np.loadtxt(io.StringIO(body), delimiter=",", dtype=np.float64, ndmin=2, comments=None)
+    if table is None or table.shape[1] != len(POINT_COLUMNS):
+        _find_bad_cell(path, body)
+    bad = np.flatnonzero(~np.isfinite(table).all(axis=1))
+    if bad.size:
+        _find_bad_cell(path, body)
+    labels = table[:, 2]
     bad = np.flatnonzero((labels != np.round(labels)) | (labels < 0) | (labels >= classes))
     if bad.size:
-        row = bad[0]
         raise DataError(
-            f"{path}: row {row + 2}, column label: {_quote(table['label'].iloc[row])} "
+            f"{path}: row {_line_of(body, bad[0])}, column label: {_quote(labels[bad[0]])} "
             f"is not a class label in 0..{classes - 1}"
         )
-    return np.column_stack([values["x1"], values["x2"]]), labels.astype(np.int64)
+    return np.ascontiguousarray(table[:, :2]), labels.astype(np.int64)
+
+
+def _find_bad_cell(path, body):
+    """The slow path, taken only for a bad file: the first cell that is not a finite number."""
+    for line_number, line in enumerate(body.split("\n"), start=2):
+        if not line.strip():
+            continue
+        cells = line.rstrip("\r").split(",")
+        if len(cells) > len(POINT_COLUMNS):
+            raise DataError(
+                f"{path}: not a readable CSV (Expected {len(POINT_COLUMNS)} fields in line {line_number}, "
+                f"saw {len(cells)})"
+            )
+        cells += [""] * (len(POINT_COLUMNS) - len(cells))
+        for column, cell in zip(POINT_COLUMNS, cells, strict=True):
+            try:
+                number = float(cell)
+            except ValueError:
+                number = math.nan
+            if not math.isfinite(number):
+                raise DataError(
+                    f"{path}: row {line_number}, column {column}: {_quote(cell)} is not a finite number"
+                )
+    raise DataError(f"{path}: not a readable CSV")
+
+
+def _line_of(body, row):
+    """The file's line number of data row `row` (0-based), blank lines counted."""
+    seen = -1
+    for line_number, line in enumerate(body.split("\n"), start=2):
+        seen += bool(line.strip())
+        if seen == row:
+            return line_number
+    return row + 2
 
 
 def _quote(value):

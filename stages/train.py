@@ -9,7 +9,16 @@ import torch
 
 from stages.errors import run
 from stages.files import data_path, model_path, plots_dir, read_points, write_table
-from stages.models import MLP, configure_torch, logits_of, make_loss, predict, resolve_device, save_checkpoint
+from stages.models import (
+    MLP,
+    Adam,
+    configure_torch,
+    logits_of,
+    make_loss,
+    predict,
+    resolve_device,
+    save_checkpoint,
+)
 from stages.params import load_params
 
 COLUMNS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy")
@@ -20,8 +29,8 @@ def main(name):
     dataset = params.dataset(name)
     classes, train = dataset.data.classes, dataset.train
 
-    configure_torch(train.seed)
     device = resolve_device(train.device, f"datasets.{name}.train.device")
+    configure_torch(train.seed, device)
     splits = {split: read_points(data_path(name, split), classes) for split in ("train", "test")}
     tensors = {
         split: (torch.tensor(points, dtype=torch.float32), torch.from_numpy(labels))
@@ -31,7 +40,7 @@ def main(name):
 
     model = MLP(dataset.model.hidden, dataset.model.activation, classes).to(device)
     loss_fn = make_loss(classes)
-    optimizer = torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay, fused=True)
+    optimizer = Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     shuffle = torch.Generator().manual_seed(train.seed)
     full_batch = train.batch_size is None or train.batch_size >= len(labels)
     report_every = max(1, train.epochs // 10)
@@ -76,7 +85,7 @@ def main(name):
 
 
 def step(optimizer, loss):
-    optimizer.zero_grad(set_to_none=True)
+    optimizer.zero_grad()
     loss.backward()
     optimizer.step()
 

@@ -3,6 +3,7 @@ softmax/sigmoid for the heads, and a save/load round trip for the checkpoint."""
 
 import io
 import os
+import subprocess
 import sys
 
 import mpmath
@@ -20,6 +21,7 @@ from stages.errors import UserError  # noqa: E402
 from stages.models import (  # noqa: E402
     ACTIVATIONS,
     MLP,
+    Adam,
     PureTanh,
     load_checkpoint,
     logits_of,
@@ -407,3 +409,38 @@ def test_odd_checkpoint_is_user_error(tmp_path, kind):
         path.write_bytes(checkpoint_bytes(torch.zeros(3)))
     with pytest.raises(UserError, match=f"^{path}: "):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_adam_matches_torch_adam_bit_for_bit(weight_decay):
+    points = torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
+    labels = (points[:, 0] * points[:, 1] > 0).long()
+    trajectories = []
+    for make in (
+        lambda p: Adam(p, lr=0.01, weight_decay=weight_decay),
+        lambda p: torch.optim.Adam(p, lr=0.01, weight_decay=weight_decay, foreach=True),
+    ):
+        torch.manual_seed(0)
+        model = MLP([8, 8], "tanh", 2)
+        optimizer, loss_fn = make(model.parameters()), make_loss(2)
+        for _ in range(50):
+            loss = loss_fn(model(points), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        trajectories.append([p.detach().clone() for p in model.parameters()])
+    ours, theirs = trajectories
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs, strict=True))
+
+
+def test_training_does_not_load_torch_dynamo():
+    """torch.optim imports torch._dynamo (seconds of start-up); the stage's Adam must not."""
+    code = (
+        "import sys, torch\n"
+        "from stages.models import MLP, Adam, make_loss\n"
+        "model = MLP([4], 'relu', 2); optimizer = Adam(model.parameters(), lr=0.1)\n"
+        "make_loss(2)(model(torch.zeros(3, 2)), torch.zeros(3, dtype=torch.long)).backward()\n"
+        "optimizer.step()\n"
+        "assert 'torch._dynamo' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)

@@ -124,16 +124,12 @@ print(" ".join(sorted(set(sys.modules) & set(HEAVY))))
 @pytest.mark.parametrize(
     ("stage", "name", "allowed"),
     [
-        ("generate", "moons", {"pandas", "sklearn", "scipy"}),  # make_moons is scikit-learn's
-        ("generate", "spiral", {"pandas"}),
-        ("split", "moons", {"pandas"}),
-        ("train", "moons", {"torch", "pandas"}),
-        (
-            "evaluate",
-            "moons",
-            {"torch", "torchmetrics", "pandas", "scipy", "matplotlib"},
-        ),  # torchmetrics' own
-        ("plot", "moons", {"torch", "matplotlib", "pandas"}),
+        ("generate", "moons", {"sklearn", "scipy"}),  # make_moons is scikit-learn's
+        ("generate", "spiral", set()),
+        ("split", "moons", set()),
+        ("train", "moons", {"torch"}),
+        ("evaluate", "moons", {"torch", "torchmetrics", "scipy", "matplotlib"}),  # torchmetrics' own
+        ("plot", "moons", {"torch", "matplotlib"}),
     ],
 )
 def test_stage_imports_only_what_it_uses(rebuilt, stage, name, allowed):
