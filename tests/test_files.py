@@ -229,3 +229,25 @@ def test_paths():
     assert str(files.data_path("moons", "train")) == os.path.join("data", "moons", "train.csv")
     assert str(files.model_path("moons")) == os.path.join("models", "moons.pt")
     assert str(files.plots_dir("moons")) == os.path.join("plots", "moons")
+
+
+def test_pandas_reads_what_we_write_and_we_read_what_pandas_writes(tmp_path):
+    """pandas as the oracle, both ways, bit for bit."""
+    import pandas as pd  # noqa: PLC0415
+
+    rng = np.random.default_rng(7)
+    points, labels = (
+        rng.normal(size=(500, 2)) * 10.0 ** rng.integers(-300, 300, (500, 1)),
+        rng.integers(0, 3, 500),
+    )
+    ours = tmp_path / "ours.csv"
+    write_points(ours, points, labels)
+    table = pd.read_csv(ours)
+    np.testing.assert_array_equal(table[["x1", "x2"]].to_numpy().view(np.uint64), points.view(np.uint64))
+    np.testing.assert_array_equal(table["label"].to_numpy(), labels)
+
+    theirs = tmp_path / "theirs.csv"
+    pd.DataFrame({"x1": points[:, 0], "x2": points[:, 1], "label": labels}).to_csv(theirs, index=False)
+    got_points, got_labels = read_points(theirs, 3)
+    np.testing.assert_array_equal(got_points.view(np.uint64), points.view(np.uint64))
+    np.testing.assert_array_equal(got_labels, labels)
