@@ -136,3 +136,13 @@ def test_stage_imports_only_what_it_uses(rebuilt, stage, name, allowed):
     code = RUN_AND_LIST_IMPORTS.replace("STAGE", repr(f"stages.{stage}")).replace("HEAVY", repr(HEAVY))
     result = sh(sys.executable, "-c", code, name, cwd=rebuilt)
     assert set(result.stdout.split()) <= allowed
+
+
+def test_mini_batch_training_is_seeded(rebuilt):
+    edit_params(rebuilt, lambda p: p["datasets"]["moons"]["train"].update(batch_size=100, epochs=30))
+    assert ran(sh("dvc", "repro", cwd=rebuilt)) == {"train@moons", "evaluate@moons", "plot@moons"}
+    first = lock_outs(rebuilt)
+    history = (rebuilt / "plots" / "moons" / "history.csv").read_text().splitlines()
+    assert history[-1].startswith("30,")
+    sh("dvc", "repro", "--force", "--no-run-cache", "train@moons", cwd=rebuilt)
+    assert lock_outs(rebuilt) == first
