@@ -15,7 +15,6 @@ import argparse
 import contextlib
 import io
 import json
-import math
 import os
 import shutil
 import statistics
@@ -48,11 +47,11 @@ MODULES = f"import sys; print('HEAVY', ','.join(m for m in {HEAVY} if m in sys.m
 # ----------------------------------------------------------------------------- running things
 
 
-def sh(*cmd, cwd=None):
+def sh(*cmd, cwd=None, env=None):
     """Run a command: (wall seconds, peak RSS in MB of it or its largest child, its output)."""
     with tempfile.TemporaryFile() as log:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=cwd, env=ENV, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=cwd, env=ENV | (env or {}), stdout=log, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -69,16 +68,24 @@ def worker(cwd, name, *args):
     return json.loads(out.strip().splitlines()[-1])
 
 
+def git(*args):
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+
+
 def snapshot(dest):
-    """The project's git-tracked files (working-tree versions) committed to a new git repository."""
-    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True)
-    for name in filter(None, listed.stdout.split("\0")):
+    """The project's git-tracked files (working-tree versions) committed to a new git repository,
+    and which commit of the checkout that was."""
+    commit = git("rev-parse", "--short", "HEAD").strip()
+    commit += (
+        " + uncommitted changes" if git("status", "--porcelain", "-uno", "--", ".", ":!benchmarks") else ""
+    )
+    for name in filter(None, git("ls-files", "-z").split("\0")):
         if (ROOT / name).is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, dest / name)
     for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "snapshot"]):
         sh("git", *cmd, cwd=dest)
-    return dest
+    return dest, commit
 
 
 def fresh(template, dest):
@@ -205,7 +212,7 @@ def bench(args, tmp):
                          note=note, samples=times))  # fmt: skip
         return value
 
-    template = snapshot(tmp / "template")
+    template, commit = snapshot(tmp / "template")
     copies = iter(range(10**6))
 
     def new():
@@ -217,13 +224,14 @@ def bench(args, tmp):
         seed = None
 
     # 1. cold runs, interleaved with the peer's so that other users' load hits both alike
-    clone, forced, peer = [], [], []
+    clone, forced, peer, peer1 = [], [], [], []
     for i in range(args.repeat):
         clone.append(repro(new(), "--no-run-cache"))
         project = new()
         forced.append(repro(project, "--force", "--no-run-cache"))
         if seed:
             peer.append(sh(PY, seed, tmp / f"peer{i}"))
+            peer1.append(sh(PY, seed, tmp / f"peer1-{i}", env={"OMP_NUM_THREADS": "1"}))
         print(f"cold run {i + 1}/{args.repeat}: {forced[-1][0]:.1f} s", file=sys.stderr)
     section = "1. cold dvc repro in a fresh clone (ratio: / peer)"
     ref = median([s for s, *_ in peer]) if peer else None
@@ -233,7 +241,14 @@ def bench(args, tmp):
     cold = row(section, "dvc repro --force --no-run-cache", forced, ref,
                f"{forced[-1][2]}/{every} stages ran: the peer's work and more")  # fmt: skip
     if peer:
-        row(section, f"python {seed.name} OUT (ref)", peer, ref, "the notebook-style peer")
+        row(
+            section,
+            f"python {seed.name} OUT (ref)",
+            peer,
+            ref,
+            "the notebook-style peer, torch's own threads",
+        )
+        row(section, "  the same, OMP_NUM_THREADS=1", peer1, ref, "the peer on one torch thread")
 
     # 2. the training loop, on its own copy: main() overwrites models/moons.pt and history.csv
     section = "2. training loop, 1000 full-batch epochs, moons (ratio: / plain)"
@@ -266,14 +281,14 @@ def bench(args, tmp):
     row(section, "plot.resolution changed", changed, cold, f"{changed[-1][2]} stages ran (plot@*)")
     row(section, "no-op", noop, cold, f"{noop[-1][2]} stages ran: dvc's own start-up and checks")
 
-    # 4. start-up: a bare interpreter, torch, each stage module; then each stage command in full
+    # 4. start-up (at least 3 runs: 4b divides by it): a bare interpreter, torch, each stage module
     section = "4. start-up: python -c 'import ...' (ratio: / bare python)"
     imports = {"bare python (ref)": "pass", "import torch": "import torch"}
     imports |= {f"import stages.{s}": f"import stages.{s}" for s in STAGES}
-    runs = {name: [sh(PY, "-c", f"{code}; {MODULES}", cwd=project) for _ in range(args.repeat)]
+    runs = {name: [sh(PY, "-c", f"{code}; {MODULES}", cwd=project) for _ in range(max(3, args.repeat))]
             for name, code in imports.items()}  # fmt: skip
     ref = median([s for s, *_ in runs["bare python (ref)"]])
-    startup = {name: row(section, name, samples, ref, f"loads {loaded(samples) or '-'}")
+    startup = {name: row(section, name, samples, ref, f"loads {loaded(samples)}")
                for name, samples in runs.items()}  # fmt: skip
 
     section = "4b. stage commands, default params, no DVC (ratio: / cold --force)"
@@ -285,14 +300,14 @@ def bench(args, tmp):
             value = median([s for s, *_ in samples])
             note = f"import {startup[f'import stages.{stage}'] / value:.0%}; loads {loaded(samples)}"
             total += row(section, f"python -m stages.{stage} {dataset}", samples, cold, note)
-    row(section, "sum of the 10 stage commands", [total], cold, f"dvc's own share: {cold - total:+.1f} s")
+    row(section, "sum of the 10 stage commands", [total], cold, f"cold run less this: {cold - total:+.1f} s")
 
     # 5. scale: each stage of moons at 1e3, 1e5, 1e6 points
     if args.scale:
         batch = "batch_size" in (template / "stages" / "params.py").read_text()
         train = SCALE_TRAIN if batch else {"epochs": SCALE_TRAIN["epochs"]}
         section = f"5. scale, moons, train {train}, fresh sample 1e5 (ratio: / n=1e3)"
-        small, work = {}, {}
+        small = {}
         for n in SCALE:
             scaled = new()
 
@@ -305,13 +320,10 @@ def bench(args, tmp):
                 samples = [sh(PY, "-m", f"stages.{stage}", "moons", cwd=scaled) for _ in range(args.repeat)]
                 value = median([s for s, *_ in samples])
                 small.setdefault(stage, value)
-                # How the stage's work (its time less its import time) grows: the k of work ~ n^k.
-                now, before = value - startup[f"import stages.{stage}"], work.get(stage)
-                note = f"work (less import) {now:.2f} s"
-                if before and before > 0 and now > 0:
-                    growth = math.log(now / before) / math.log(n / SCALE[SCALE.index(n) - 1])
-                    note += f", ~n^{growth:.2f}"
-                work[stage] = now
+                extra = value - small[stage]  # the cost the points add, over the fixed start-up at n=1e3
+                note = (
+                    f"{extra:+.2f} s over n=1e3, {1e6 * extra / (n - SCALE[0]):.2f} us/point" if extra else ""
+                )
                 row(section, f"n={n:.0e} {stage}", samples, small[stage], note)
             write, read, size = worker(scaled, "io", n, args.repeat)
             small.setdefault("write", write)
@@ -321,12 +333,12 @@ def bench(args, tmp):
             row(section, f"n={n:.0e} read all.csv", [read], small["read"],
                 "stages.files.read_points", unit="rows/s")  # fmt: skip
             shutil.rmtree(scaled)
-    return rows
+    return commit, rows
 
 
 def loaded(samples):
     """The heavy libraries that the MODULES snippet found in sys.modules."""
-    return samples[-1][2].split("HEAVY ")[-1].strip()
+    return samples[-1][2].split("HEAVY ")[-1].strip() or "-"
 
 
 def show(rows):
@@ -352,15 +364,17 @@ def main():
     start, load = time.perf_counter(), os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="boundary-bench-") as tmp:
         ENV["DVC_SITE_CACHE_DIR"] = str(Path(tmp) / "dvc-site")  # no state shared with other runs
-        rows = bench(args, Path(tmp))
+        commit, rows = bench(args, Path(tmp))
     print(
-        f"Boundary Lab benchmark: --repeat {args.repeat}, {os.cpu_count()} CPUs, "
+        f"Boundary Lab benchmark of {commit}: --repeat {args.repeat}, {os.cpu_count()} CPUs, "
         f"load average {load:.1f} at start, {os.getloadavg()[0]:.1f} at end, "
         f"{time.perf_counter() - start:.0f} s"
     )
     show(rows)
     if args.json:
-        Path(args.json).write_text(json.dumps(dict(args=vars(args), rows=rows), indent=2) + "\n")
+        Path(args.json).write_text(
+            json.dumps(dict(args=vars(args), commit=commit, rows=rows), indent=2) + "\n"
+        )
 
 
 if __name__ == "__main__":
