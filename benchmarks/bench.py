@@ -267,7 +267,7 @@ def bench(args, tmp):
     ):
         row(section, name, times, ref, f"{note}; 1 thread: {median(times) / one:.2f}x the 1-thread loop")
     row(section, f"plain PyTorch loop (ref), {threads} threads", plain, ref,
-        f"{n_points} points, Adam (foreach), no evaluation")  # fmt: skip
+        f"{n_points} points, torch.optim.Adam defaults (per-tensor on CPU), no evaluation")  # fmt: skip
     row(section, "plain PyTorch loop, 1 thread", plain1, ref)
 
     # 3. incremental runs, on the last forced-cold project
