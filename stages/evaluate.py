@@ -13,32 +13,34 @@ import torch
 from torchmetrics.functional import classification as tm
 
 from stages.errors import run
-from stages.files import data_path, model_path, plots_dir, read_points, write_json, write_table
-from stages.models import configure_torch, load_checkpoint, logits_of, make_loss, probabilities
+from stages.files import data_path, metrics_path, model_path, plots_dir, read_points, write_json, write_table
+from stages.models import configure_torch, load_checkpoint, logits_of, make_loss, predict, probabilities
 from stages.params import load_params
 
 
+def accuracy(logits, labels, classes):
+    if classes == 2:
+        return tm.binary_accuracy(probabilities(logits)[:, 1], labels)
+    return tm.multiclass_accuracy(logits, labels, num_classes=classes, average="micro")
+
+
 def scores(logits, labels, classes):
-    loss = make_loss(classes)(logits, labels).item()
+    metrics = {"accuracy": accuracy(logits, labels, classes), "loss": make_loss(classes)(logits, labels)}
     if classes == 2:
         positive = probabilities(logits)[:, 1]
-        metrics = {
-            "accuracy": tm.binary_accuracy(positive, labels),
+        metrics |= {
             "precision": tm.binary_precision(positive, labels),
             "recall": tm.binary_recall(positive, labels),
             "f1": tm.binary_f1_score(positive, labels),
         }
     else:
         task = dict(num_classes=classes, average="macro")
-        metrics = {
-            "accuracy": tm.multiclass_accuracy(logits, labels, num_classes=classes, average="micro"),
+        metrics |= {
             "precision": tm.multiclass_precision(logits, labels, **task),
             "recall": tm.multiclass_recall(logits, labels, **task),
             "f1": tm.multiclass_f1_score(logits, labels, **task),
         }
-    return {"accuracy": metrics["accuracy"], "loss": loss} | {
-        k: metrics[k] for k in ("precision", "recall", "f1")
-    }
+    return {k: round(float(v), 6) for k, v in metrics.items()}
 
 
 def main(name):
@@ -47,33 +49,32 @@ def main(name):
 
     configure_torch()
     model = load_checkpoint(model_path(name))
-    results, logits = {}, {}
+    logits = {}
     for split in ("train", "test", "fresh"):
         points, labels = read_points(data_path(name, split), classes)
-        labels = torch.from_numpy(labels)
-        logits[split] = (logits_of(model, points), labels)
-        if split != "fresh":
-            results[split] = {k: round(float(v), 6) for k, v in scores(*logits[split], classes).items()}
+        logits[split] = (logits_of(model, points), torch.from_numpy(labels))
+    results = {split: scores(*logits[split], classes) for split in ("train", "test")}
 
     fresh_logits, fresh_labels = logits["fresh"]
-    accuracy = float(scores(fresh_logits, fresh_labels, classes)["accuracy"])
+    fresh_accuracy = float(accuracy(fresh_logits, fresh_labels, classes))
     results["generalization"] = {
-        "accuracy": round(accuracy, 6),
-        "stderr": round(math.sqrt(accuracy * (1.0 - accuracy) / len(fresh_labels)), 6),
+        "accuracy": round(fresh_accuracy, 6),
+        "stderr": round(math.sqrt(fresh_accuracy * (1.0 - fresh_accuracy) / len(fresh_labels)), 6),
         "n_samples": len(fresh_labels),
     }
-    write_json(f"metrics/{name}.json", results)
+    write_json(metrics_path(name), results)
 
     test_logits, test_labels = logits["test"]
-    predicted = probabilities(test_logits).argmax(dim=1)
+    test_probabilities = probabilities(test_logits)
     write_table(
-        plots_dir(name) / "predictions.csv", {"actual": test_labels.numpy(), "predicted": predicted.numpy()}
+        plots_dir(name) / "predictions.csv",
+        {"actual": test_labels.numpy(), "predicted": predict(test_logits).numpy()},
     )
     if classes == 2:
-        fpr, tpr, threshold = tm.binary_roc(probabilities(test_logits)[:, 1], test_labels)
+        fpr, tpr, threshold = tm.binary_roc(test_probabilities[:, 1], test_labels)
     else:
         fpr, tpr, threshold = tm.multiclass_roc(
-            probabilities(test_logits), test_labels, num_classes=classes, average="micro"
+            test_probabilities, test_labels, num_classes=classes, average="micro"
         )
     write_table(
         plots_dir(name) / "roc.csv", {"fpr": fpr.numpy(), "tpr": tpr.numpy(), "threshold": threshold.numpy()}

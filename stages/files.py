@@ -145,5 +145,9 @@ def model_path(name: str) -> Path:
     return Path("models") / f"{name}.pt"
 
 
+def metrics_path(name: str) -> Path:
+    return Path("metrics") / f"{name}.json"
+
+
 def plots_dir(name: str) -> Path:
     return Path("plots") / name

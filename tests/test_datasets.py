@@ -2,21 +2,15 @@
 formula, and the geometric definitions in each generator's docstring."""
 
 import math
-import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from sklearn.datasets import make_moons
+from sklearn.model_selection import train_test_split
 
-if str(ROOT) not in sys.path:  # the stages package lives at the project root
-    sys.path.insert(0, str(ROOT))
-
-from sklearn.datasets import make_moons  # noqa: E402
-from sklearn.model_selection import train_test_split  # noqa: E402
-
-from stages import datasets  # noqa: E402
-from stages.datasets import GENERATORS, generate, independent_seed, stratified_split  # noqa: E402
-from stages.params import BINARY_KINDS, KINDS, DataParams  # noqa: E402
+from stages import datasets
+from stages.datasets import GENERATORS, generate, independent_seed, stratified_split
+from stages.params import BINARY_KINDS, KINDS, DataParams
 
 
 def classes_for(kind, wanted=3):

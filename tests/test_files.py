@@ -3,18 +3,13 @@ clear DataError naming the file and the problem."""
 
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT
 
-if str(ROOT) not in sys.path:  # the stages package lives at the project root
-    sys.path.insert(0, str(ROOT))
-
-from stages import files  # noqa: E402
-from stages.errors import UserError  # noqa: E402
-from stages.files import DataError, read_points, write_bytes, write_json, write_points  # noqa: E402
+from stages import files
+from stages.errors import UserError
+from stages.files import DataError, read_points, write_bytes, write_json, write_points
 
 # ---------------------------------------------------------------------------------------------
 # Round trips
@@ -228,6 +223,7 @@ def test_message_quotes_the_cell_as_written(tmp_path, row, shown):
 def test_paths():
     assert str(files.data_path("moons", "train")) == os.path.join("data", "moons", "train.csv")
     assert str(files.model_path("moons")) == os.path.join("models", "moons.pt")
+    assert str(files.metrics_path("moons")) == os.path.join("metrics", "moons.json")
     assert str(files.plots_dir("moons")) == os.path.join("plots", "moons")
 
 

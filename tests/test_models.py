@@ -13,12 +13,9 @@ import torch
 from conftest import ROOT
 from torch import nn
 
-if str(ROOT) not in sys.path:  # the stages package lives at the project root
-    sys.path.insert(0, str(ROOT))
-
-from stages.datasets import moons  # noqa: E402
-from stages.errors import UserError  # noqa: E402
-from stages.models import (  # noqa: E402
+from stages.datasets import moons
+from stages.errors import UserError
+from stages.models import (
     ACTIVATIONS,
     MLP,
     Adam,

@@ -7,17 +7,13 @@ one, the message must name the full key path and what is allowed, on a single li
 import copy
 import math
 import re
-import sys
 
 import pytest
 import yaml
 from conftest import ROOT
 
-if str(ROOT) not in sys.path:  # the stages package lives at the project root
-    sys.path.insert(0, str(ROOT))
-
-from stages import models, params  # noqa: E402
-from stages.params import ParamsError, load_params, parse_params  # noqa: E402
+from stages import models, params
+from stages.params import ParamsError, load_params, parse_params
 
 PARAMS_YAML = ROOT / "params.yaml"
 DELETE = object()  # a mutation that removes the key
