@@ -91,7 +91,7 @@ def snapshot(dest):
 def fresh(template, dest):
     """A copy of the snapshot as a clone would have it: no DVC cache, no run-cache, no outputs."""
     shutil.copytree(template, dest, symlinks=True)
-    assert not (dest / ".dvc" / "cache").exists() and not (dest / "models" / "moons.pt").exists()
+    assert not (dest / ".dvc" / "cache").exists() and not (dest / "models" / "moons.safetensors").exists()
     return dest
 
 
@@ -250,7 +250,7 @@ def bench(args, tmp):
         )
         row(section, "  the same, OMP_NUM_THREADS=1", peer1, ref, "the peer on one torch thread")
 
-    # 2. the training loop, on its own copy: main() overwrites models/moons.pt and history.csv
+    # 2. the training loop, on its own copy: main() overwrites models/moons.safetensors and history.csv
     section = "2. training loop, 1000 full-batch epochs, moons (ratio: / plain)"
     trainer = new()
     for stage in ("generate", "split"):

@@ -142,7 +142,7 @@ def data_path(name: str, split: str) -> Path:
 
 
 def model_path(name: str) -> Path:
-    return Path("models") / f"{name}.pt"
+    return Path("models") / f"{name}.safetensors"
 
 
 def metrics_path(name: str) -> Path:

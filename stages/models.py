@@ -1,15 +1,13 @@
-"""The classifier: an MLP over 2-D points, its activations, its loss, and its checkpoint file."""
+"""The classifier: an MLP over 2-D points, its activations, its loss, and the torch side of its
+checkpoint (the file itself is stages/checkpoint.py's)."""
 
-import io
 import os
-import pickle
-import zipfile
 
 import torch
 from torch import nn
 
+from stages.checkpoint import read_checkpoint, write_checkpoint
 from stages.errors import UserError
-from stages.files import write_bytes
 
 
 def pure_tanh(x: torch.Tensor) -> torch.Tensor:
@@ -125,39 +123,17 @@ def logits_of(model: nn.Module, points, batch_size: int = 65536) -> torch.Tensor
 
 
 def save_checkpoint(path, model: MLP) -> None:
-    # Saved through memory: torch names the archive after the file, and the temporary file of an
-    # atomic write would otherwise make every checkpoint's bytes differ.
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    buffer = io.BytesIO()
-    torch.save({"config": model.config, "state_dict": state}, buffer)
-    write_bytes(path, buffer.getvalue())
+    weights = {name: tensor.detach().cpu().numpy() for name, tensor in model.state_dict().items()}
+    write_checkpoint(path, model.config, weights)
 
 
 def load_checkpoint(path) -> MLP:
-    """Rebuild a model from its checkpoint. Only tensors and plain values are unpickled
-    (`weights_only=True`): a file that holds code or objects is refused, never run."""
-    if not os.path.exists(path):
-        raise UserError(f"{path}: file not found (run `dvc repro` to rebuild it)")
-    if not zipfile.is_zipfile(path):  # what save_checkpoint writes (torch.save's format)
-        raise UserError(f"{path}: not a Boundary Lab checkpoint (not a torch zip archive)")
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise UserError(f"{path}: refused: holds objects other than tensors and plain values") from None
-    except (OSError, RuntimeError, EOFError, IndexError, ValueError) as error:
-        raise UserError(f"{path}: not a Boundary Lab checkpoint ({_first_line(error)})") from None
-    if not (isinstance(saved, dict) and isinstance(saved.get("config"), dict) and "state_dict" in saved):
-        raise UserError(f"{path}: not a Boundary Lab checkpoint (no config and state_dict)")
-    try:
-        model = MLP(**saved["config"])
-        model.load_state_dict(saved["state_dict"])
-    except (RuntimeError, KeyError, TypeError, ValueError) as error:
-        raise UserError(f"{path}: not a Boundary Lab checkpoint ({_first_line(error)})") from None
+    """Rebuild a model from its checkpoint (checked whole by read_checkpoint: plain data, never code)."""
+    saved = read_checkpoint(path)
+    model = MLP(**saved.config)
+    # Copied: torch wants writable memory, and the arrays are views of the file's bytes.
+    model.load_state_dict({name: torch.from_numpy(array.copy()) for name, array in saved.weights.items()})
     return model.eval()
-
-
-def _first_line(error):
-    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def configure_torch(seed: int = 0, device: torch.device | None = None) -> None:

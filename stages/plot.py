@@ -14,9 +14,9 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from stages.checkpoint import read_checkpoint  # noqa: E402
 from stages.errors import run  # noqa: E402
 from stages.files import data_path, model_path, plots_dir, read_points, write_bytes  # noqa: E402
-from stages.models import configure_torch, load_checkpoint, logits_of, probabilities  # noqa: E402
 from stages.params import load_params  # noqa: E402
 
 COLOURS = np.array(matplotlib.colormaps["tab10"].colors)
@@ -27,8 +27,7 @@ def probability_field(model, low, high, resolution):
     axes = [np.linspace(low[i], high[i], resolution) for i in range(2)]
     grid_x, grid_y = np.meshgrid(*axes)
     grid = np.column_stack([grid_x.ravel(), grid_y.ravel()])
-    probs = probabilities(logits_of(model, grid)).numpy()
-    return probs.reshape(resolution, resolution, -1)
+    return model.probabilities(grid).reshape(resolution, resolution, -1)
 
 
 def draw(field, low, high, points, labels, predicted, title, accuracy, dpi):
@@ -39,7 +38,11 @@ def draw(field, low, high, points, labels, predicted, title, accuracy, dpi):
 
     figure, axes = plt.subplots(figsize=(6, 5.4), dpi=dpi, layout="constrained")
     extent = (low[0], high[0], low[1], high[1])
-    axes.imshow(shading, origin="lower", extent=extent, aspect="auto", interpolation="bilinear")
+    # The field was sampled at the grid's points, from edge to edge: each pixel is centred on its
+    # point, so the image reaches half a cell beyond [low, high] and lines up with the contours.
+    half_cell = (high - low) / (2 * (np.array([field.shape[1], field.shape[0]]) - 1))  # x, y
+    pixels = (low[0] - half_cell[0], high[0] + half_cell[0], low[1] - half_cell[1], high[1] + half_cell[1])
+    axes.imshow(shading, origin="lower", extent=pixels, aspect="auto", interpolation="bilinear")
     grid_x, grid_y = np.meshgrid(
         np.linspace(low[0], high[0], field.shape[1]), np.linspace(low[1], high[1], field.shape[0])
     )
@@ -80,8 +83,7 @@ def main(name):
     params = load_params()
     classes, plot = params.dataset(name).data.classes, params.plot
 
-    configure_torch()
-    model = load_checkpoint(model_path(name))
+    model = read_checkpoint(model_path(name))  # the MLP run in NumPy: this stage needs no torch
     splits = {split: read_points(data_path(name, split), classes) for split in ("train", "test")}
     every_point = np.concatenate([points for points, _ in splits.values()])
     low, high = every_point.min(axis=0), every_point.max(axis=0)
@@ -91,7 +93,7 @@ def main(name):
 
     sample = np.random.default_rng(0)
     for split, (points, labels) in splits.items():
-        predicted = probabilities(logits_of(model, points)).numpy().argmax(axis=1)
+        predicted = model.probabilities(points).argmax(axis=1)
         accuracy = (predicted == labels).mean()
         shown = np.arange(len(labels))
         if len(shown) > plot.max_points:  # a bounded, seeded sample keeps big sets readable and fast

@@ -1,6 +1,6 @@
 """Stage train: fit the MLP with Adam, log learning curves, save the checkpoint.
 
-Writes models/<name>.pt and plots/<name>/history.csv (epoch, train/test loss and accuracy).
+Writes models/<name>.safetensors and plots/<name>/history.csv (epoch, train/test loss and accuracy).
 """
 
 import sys

@@ -109,7 +109,7 @@ def test_typo_through_dvc_repro_then_fixed_restores_every_hash(rebuilt):
     edit_params(rebuilt, set_key("datasets.moons.train.epochz", DELETE))
     sh("dvc", "repro", cwd=rebuilt)  # restores what the failed run removed, from the cache
     assert lock_outs(rebuilt) == before
-    assert (rebuilt / "models" / "moons.pt").exists()
+    assert (rebuilt / "models" / "moons.safetensors").exists()
     assert sh("dvc", "status", cwd=rebuilt).stdout.strip() == "Data and pipelines are up to date."
 
 
@@ -160,7 +160,7 @@ def test_a_split_that_leaves_a_set_empty(rebuilt):
 
 
 class Exploit:
-    """Unpickling this runs a shell command: what a tampered checkpoint could do."""
+    """Unpickling this runs a shell command: what a tampered pickle-based checkpoint could do."""
 
     def __init__(self, marker):
         self.marker = marker
@@ -174,23 +174,23 @@ def test_a_checkpoint_holding_code_is_refused_not_run(rebuilt, module):
     import torch  # noqa: PLC0415
 
     marker = rebuilt / "exploited"
-    torch.save({"config": Exploit(marker), "state_dict": {}}, rebuilt / "models" / "moons.pt")
-    result = stage(rebuilt, module)
-    assert_one_line_error(
-        result, "models/moons.pt: refused: holds objects other than tensors and plain values"
-    )
+    torch.save({"config": Exploit(marker), "state_dict": {}}, rebuilt / "models" / "moons.safetensors")
+    assert_one_line_error(stage(rebuilt, module), "models/moons.safetensors: not a Boundary Lab checkpoint")
     assert not marker.exists()
 
 
 def test_a_truncated_checkpoint_is_refused(rebuilt):
-    path = rebuilt / "models" / "moons.pt"
-    path.write_bytes(path.read_bytes()[:100])
-    assert_one_line_error(stage(rebuilt, "evaluate"), "models/moons.pt: not a Boundary Lab checkpoint")
+    path = rebuilt / "models" / "moons.safetensors"
+    path.write_bytes(path.read_bytes()[:-100])
+    for module in ("evaluate", "plot"):
+        assert_one_line_error(
+            stage(rebuilt, module), "models/moons.safetensors: not a Boundary Lab checkpoint"
+        )
 
 
 def test_killed_training_leaves_no_partial_file_and_repro_recovers(rebuilt):
     before = lock_outs(rebuilt)
-    old_model = (rebuilt / "models" / "moons.pt").read_bytes()
+    old_model = (rebuilt / "models" / "moons.safetensors").read_bytes()
     edit_params(rebuilt, set_key("datasets.moons.train.epochs", 4000))
     run = subprocess.Popen(
         ["dvc", "repro", "train@moons"],
@@ -208,7 +208,7 @@ def test_killed_training_leaves_no_partial_file_and_repro_recovers(rebuilt):
     run.wait()
     run.stdout.close()
 
-    model = rebuilt / "models" / "moons.pt"
+    model = rebuilt / "models" / "moons.safetensors"
     assert not model.exists() or model.read_bytes() == old_model  # never half a checkpoint
     edit_params(rebuilt, set_key("datasets.moons.train.epochs", 1000))
     sh("dvc", "repro", cwd=rebuilt)

@@ -222,7 +222,7 @@ def test_message_quotes_the_cell_as_written(tmp_path, row, shown):
 
 def test_paths():
     assert str(files.data_path("moons", "train")) == os.path.join("data", "moons", "train.csv")
-    assert str(files.model_path("moons")) == os.path.join("models", "moons.pt")
+    assert str(files.model_path("moons")) == os.path.join("models", "moons.safetensors")
     assert str(files.metrics_path("moons")) == os.path.join("metrics", "moons.json")
     assert str(files.plots_dir("moons")) == os.path.join("plots", "moons")
 

@@ -16,7 +16,7 @@ def test_every_output_exists(built):
         for split in ("all", "fresh", "train", "test"):
             header = (built / "data" / name / f"{split}.csv").read_text().splitlines()[0]
             assert header == "x1,x2,label"
-        assert (built / "models" / f"{name}.pt").stat().st_size > 0
+        assert (built / "models" / f"{name}.safetensors").stat().st_size > 0
         history = (built / "plots" / name / "history.csv").read_text().splitlines()
         assert history[0] == "epoch,train_loss,train_accuracy,test_loss,test_accuracy"
         assert history[-1].startswith("1000,")
@@ -129,7 +129,7 @@ print(" ".join(sorted(set(sys.modules) & set(HEAVY))))
         ("split", "moons", set()),
         ("train", "moons", {"torch"}),
         ("evaluate", "moons", {"torch", "torchmetrics", "scipy", "matplotlib"}),  # torchmetrics' own
-        ("plot", "moons", {"torch", "matplotlib"}),
+        ("plot", "moons", {"matplotlib"}),  # the model runs in NumPy (stages/checkpoint.py)
     ],
 )
 def test_stage_imports_only_what_it_uses(rebuilt, stage, name, allowed):

@@ -1,0 +1,273 @@
+"""stages.checkpoint against oracles: the safetensors library for the file format, torch's own MLP
+for the NumPy forward pass, math.erf for the erf behind GELU."""
+
+import copy
+import json
+import math
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import safetensors.numpy
+import torch
+from conftest import ROOT
+
+from stages import models, params
+from stages.checkpoint import NUMPY_ACTIVATIONS, _erf, layer_shapes, read_checkpoint, write_checkpoint
+from stages.errors import UserError
+
+
+def random_model(activation="relu", classes=3, hidden=(6, 5)):
+    torch.manual_seed(4)
+    model = models.MLP(list(hidden), activation, classes)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter))  # not the initial weights: larger, less regular
+    return model.eval()
+
+
+def weights_of(model):
+    return {name: tensor.detach().numpy() for name, tensor in model.state_dict().items()}
+
+
+def saved(tmp_path, model, name="m.safetensors"):
+    path = tmp_path / name
+    write_checkpoint(path, model.config, weights_of(model))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# The file
+
+
+@pytest.mark.parametrize(("activation", "classes"), [("pure_tanh", 3), ("relu", 2), ("gelu", 5)])
+def test_round_trip_is_exact(tmp_path, activation, classes):
+    model = random_model(activation, classes)
+    checkpoint = read_checkpoint(saved(tmp_path, model))
+    assert checkpoint.config == model.config
+    assert list(checkpoint.weights) == list(model.state_dict())
+    for name, array in weights_of(model).items():
+        assert checkpoint.weights[name].dtype == np.float32
+        assert np.array_equal(checkpoint.weights[name], array)
+
+
+def test_bytes_are_reproducible_and_laid_out_as_safetensors(tmp_path):
+    model = random_model()
+    first, second = saved(tmp_path, model, "a.safetensors"), saved(tmp_path, model, "b.safetensors")
+    raw = first.read_bytes()
+    assert raw == second.read_bytes()
+    (header_bytes,) = struct.unpack("<Q", raw[:8])
+    assert header_bytes % 8 == 0
+    header = json.loads(raw[8 : 8 + header_bytes])
+    assert json.loads(header["__metadata__"]["config"]) == model.config
+    tensor_bytes = sum(array.nbytes for array in weights_of(model).values())
+    assert len(raw) == 8 + header_bytes + tensor_bytes
+
+
+def test_the_safetensors_library_reads_what_we_write(tmp_path):
+    model = random_model("tanh", 2)
+    path = saved(tmp_path, model)
+    theirs = safetensors.numpy.load_file(path)
+    assert theirs.keys() == weights_of(model).keys()
+    assert all(np.array_equal(theirs[name], array) for name, array in weights_of(model).items())
+    with safetensors.safe_open(path, framework="numpy") as file:
+        assert json.loads(file.metadata()["config"]) == model.config
+
+
+def test_we_read_what_the_safetensors_library_writes(tmp_path):
+    """Its layout differs from ours (tensors sorted by name, so biases first): offsets are honoured."""
+    model = random_model("leaky_relu", 4)
+    path = tmp_path / "theirs.safetensors"
+    safetensors.numpy.save_file(weights_of(model), path, metadata={"config": json.dumps(model.config)})
+    checkpoint = read_checkpoint(path)
+    assert checkpoint.config == model.config
+    assert all(np.array_equal(checkpoint.weights[k], v) for k, v in weights_of(model).items())
+
+
+def test_layer_shapes_name_the_mlps_parameters():
+    for hidden, classes in [([3], 2), ([16, 16], 2), ([64, 8, 4], 5)]:
+        model = models.MLP(hidden, "relu", classes)
+        assert layer_shapes(model.config) == {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def test_missing_checkpoint_names_the_path(tmp_path):
+    path = tmp_path / "models" / "nope.safetensors"
+    with pytest.raises(UserError) as caught:
+        read_checkpoint(path)
+    assert str(caught.value) == f"{path}: file not found (run `dvc repro` to rebuild it)"
+
+
+def encode(header, body: bytes) -> bytes:
+    text = json.dumps(header).encode()
+    return struct.pack("<Q", len(text)) + text + body
+
+
+def honest(model):
+    """A header and body laid out as write_checkpoint does, for the cases below to spoil."""
+    header, chunks, offset = {"__metadata__": {"config": json.dumps(model.config)}}, [], 0
+    for name, array in weights_of(model).items():
+        header[name] = {
+            "dtype": "F32",
+            "shape": list(array.shape),
+            "data_offsets": [offset, offset + array.nbytes],
+        }
+        chunks.append(array.tobytes())
+        offset += array.nbytes
+    return header, b"".join(chunks)
+
+
+def spoiled(change):
+    model = random_model()
+    header, body = honest(model)
+    header, body = change(header, body, model)
+    return encode(header, body)
+
+
+def with_config(**changes):
+    def change(header, body, model):
+        header["__metadata__"]["config"] = json.dumps({**model.config, **changes})
+        return header, body
+
+    return change
+
+
+def with_entry(name, **changes):
+    def change(header, body, model):
+        header[name] = {**header[name], **changes}
+        return header, body
+
+    return change
+
+
+def without(name):
+    def change(header, body, model):
+        del header[name]
+        return header, body
+
+    return change
+
+
+GARBAGE = {
+    "empty": b"",
+    "seven bytes": b"\x00" * 7,
+    "random bytes": bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8)),
+    "text": b"this is not a checkpoint\n",
+    "zero header": struct.pack("<Q", 0),
+    "header not json": struct.pack("<Q", 4) + b"{{{{",
+    "header a list": encode([1, 2], b""),
+    "no metadata": encode({}, b""),
+    "config not json": encode({"__metadata__": {"config": "{"}}, b""),
+    "config a number": spoiled(lambda h, b, m: ({**h, "__metadata__": {"config": "3"}}, b)),
+    "truncated": spoiled(lambda h, b, m: (h, b[:-4])),
+    "trailing bytes": spoiled(lambda h, b, m: (h, b + b"\0\0\0\0")),
+    "unknown activation": spoiled(with_config(activation="evil")),
+    "zero width": spoiled(with_config(hidden=[0, 5])),
+    "one class": spoiled(with_config(classes=1)),
+    "extra config key": spoiled(with_config(dropout=0.5)),
+    "config for other widths": spoiled(with_config(hidden=[7, 5])),
+    "missing tensor": spoiled(without("net.2.bias")),
+    "float64 tensor": spoiled(with_entry("net.0.weight", dtype="F64")),
+    "wrong shape": spoiled(with_entry("net.0.weight", shape=[2, 6])),
+    "overlapping tensors": spoiled(with_entry("net.0.bias", data_offsets=[0, 24])),
+    "offsets past the end": spoiled(with_entry("net.4.bias", data_offsets=[10**6, 10**6 + 12])),
+    "negative offsets": spoiled(with_entry("net.0.weight", data_offsets=[-48, 0])),
+    "offsets not numbers": spoiled(with_entry("net.0.weight", data_offsets=["0", "48"])),
+    "entry a string": spoiled(lambda h, b, m: ({**h, "net.0.weight": "F32"}, b)),
+    "huge header length": struct.pack("<Q", 2**63) + b"{}",
+    "a torch.save archive": None,  # filled in below: what the project's checkpoints used to be
+}
+
+
+@pytest.mark.parametrize("name", list(GARBAGE))
+def test_a_bad_checkpoint_is_one_line_naming_the_path(tmp_path, name):
+    path = tmp_path / "bad.safetensors"
+    if name == "a torch.save archive":
+        model = random_model()
+        torch.save({"config": model.config, "state_dict": model.state_dict()}, path)
+    else:
+        path.write_bytes(GARBAGE[name])
+    with pytest.raises(UserError) as caught:
+        read_checkpoint(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: not a Boundary Lab checkpoint (") and "\n" not in message
+
+
+class Exploit:
+    """Unpickling this creates `marker`: what a tampered pickle-based checkpoint could do."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').close()",))
+
+
+def test_a_pickle_holding_code_is_data_to_us_never_run(tmp_path):
+    marker, path = tmp_path / "pwned", tmp_path / "evil.pt"  # torch.load reads .safetensors by name
+    torch.save({"config": Exploit(marker)}, path)
+    with pytest.raises(UserError, match="not a Boundary Lab checkpoint"):
+        read_checkpoint(path)
+    assert not marker.exists()
+    torch.load(path, weights_only=False)  # the payload is live: an ordinary unpickling runs it
+    assert marker.exists()
+
+
+def test_a_directory_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match=f"^{tmp_path}: not a readable checkpoint"):
+        read_checkpoint(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# The model in NumPy
+
+
+def test_every_activation_has_a_numpy_twin():
+    assert set(NUMPY_ACTIVATIONS) == set(models.ACTIVATIONS) == set(params.ACTIVATIONS)
+
+
+@pytest.mark.parametrize("activation", params.ACTIVATIONS)
+def test_numpy_activation_matches_torch(activation):
+    x = np.concatenate([np.linspace(-30.0, 30.0, 6001), [0.0, 1e-8, -1e-8, 800.0, -800.0]])
+    want = models.ACTIVATIONS[activation]()(torch.tensor(x, dtype=torch.float64)).numpy()
+    np.testing.assert_allclose(NUMPY_ACTIVATIONS[activation](x), want, rtol=0, atol=5e-7)
+
+
+def test_erf_is_within_its_stated_error():
+    x = np.linspace(-6.0, 6.0, 120001)
+    exact = np.array([math.erf(v) for v in x])
+    assert np.abs(_erf(x) - exact).max() < 1.5e-7
+    assert _erf(np.array([0.0]))[0] == 0.0 and np.array_equal(_erf(-x), -_erf(x))
+
+
+@pytest.mark.parametrize("activation", params.ACTIVATIONS)
+@pytest.mark.parametrize("classes", [2, 3])
+def test_probabilities_match_the_torch_model(tmp_path, activation, classes):
+    model = random_model(activation, classes, hidden=(16, 16))
+    points = np.random.default_rng(1).normal(scale=3.0, size=(4000, 2))
+    with torch.no_grad():
+        in_float64 = models.probabilities(copy.deepcopy(model).double()(torch.tensor(points))).numpy()
+        logits = model(torch.tensor(points, dtype=torch.float32))  # as train and evaluate run it
+        in_float32 = models.probabilities(logits).double().numpy()
+    got = read_checkpoint(saved(tmp_path, model)).probabilities(points)
+    assert got.shape == (4000, classes) and got.dtype == np.float64
+    # NumPy computes in float64, from the same float32 weights: it is the float64 torch model, to
+    # rounding (and to the erf's 1.5e-7 for GELU), and closer to it than torch's float32 run.
+    error = np.abs(got - in_float64).max()
+    assert error < (2e-6 if activation == "gelu" else 1e-12)
+    assert error < np.abs(in_float32 - in_float64).max()
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-12)
+    assert np.array_equal(got.argmax(axis=1), models.predict(logits).numpy())
+
+
+def test_probabilities_in_batches_equal_one_pass(tmp_path):
+    checkpoint = read_checkpoint(saved(tmp_path, random_model()))
+    points = np.random.default_rng(2).normal(size=(1000, 2))
+    assert np.array_equal(checkpoint.probabilities(points, batch_size=37), checkpoint.probabilities(points))
+    assert checkpoint.probabilities(points[:0]).shape == (0, 3)
+
+
+def test_the_module_does_not_import_torch():
+    code = "import sys, stages.checkpoint; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
