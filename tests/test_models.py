@@ -299,7 +299,7 @@ def test_adam_matches_torch_adam_bit_for_bit(weight_decay):
     trajectories = []
     for make in (
         lambda p: Adam(p, lr=0.01, weight_decay=weight_decay),
-        lambda p: torch.optim.Adam(p, lr=0.01, weight_decay=weight_decay, foreach=True),
+        lambda p: torch.optim.Adam(p, lr=0.01, weight_decay=weight_decay, fused=True),
     ):
         torch.manual_seed(0)
         model = MLP([8, 8], "tanh", 2)
