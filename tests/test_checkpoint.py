@@ -7,6 +7,8 @@ import math
 import struct
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,17 +107,11 @@ def encode(header, body: bytes) -> bytes:
 
 
 def honest(model):
-    """A header and body laid out as write_checkpoint does, for the cases below to spoil."""
-    header, chunks, offset = {"__metadata__": {"config": json.dumps(model.config)}}, [], 0
-    for name, array in weights_of(model).items():
-        header[name] = {
-            "dtype": "F32",
-            "shape": list(array.shape),
-            "data_offsets": [offset, offset + array.nbytes],
-        }
-        chunks.append(array.tobytes())
-        offset += array.nbytes
-    return header, b"".join(chunks)
+    """The header and body that write_checkpoint writes, for the cases below to spoil."""
+    with tempfile.TemporaryDirectory() as folder:
+        raw = saved(Path(folder), model).read_bytes()
+    (header_bytes,) = struct.unpack("<Q", raw[:8])
+    return json.loads(raw[8 : 8 + header_bytes]), raw[8 + header_bytes :]
 
 
 def spoiled(change):
