@@ -10,7 +10,7 @@ without importing torch, two seconds of start-up (models.py turns it into a torc
 import json
 import math
 import struct
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from itertools import pairwise
 from pathlib import Path
 
@@ -18,11 +18,20 @@ import numpy as np
 
 from stages.errors import UserError
 from stages.files import write_bytes
-from stages.params import ACTIVATIONS
+from stages.params import ACTIVATIONS, ParamsError, parse_section, spec
 
-CONFIG_KEYS = ("activation", "classes", "hidden", "in_features")
 LEAKY_SLOPE = 0.01  # torch.nn.LeakyReLU's default
 MAX_HEADER_BYTES = 1 << 20  # an MLP's header is a few hundred bytes
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What models.MLP is built from, as a checkpoint's metadata records it; checked as params are."""
+
+    hidden: list[int] = spec(low=1)
+    activation: str = spec(choices=ACTIVATIONS)
+    classes: int = spec(low=2)
+    in_features: int = spec(low=1)
 
 
 def layer_shapes(config: dict) -> dict[str, tuple[int, ...]]:
@@ -127,8 +136,10 @@ def read_checkpoint(path) -> Checkpoint:
         config = json.loads(header.pop("__metadata__")["config"])
     except (ValueError, TypeError, KeyError, AttributeError):
         raise invalid("its header is not safetensors JSON with a config in its metadata") from None
-    if not _is_config(config):
-        raise invalid(f"config {json.dumps(config)[:200]} is not an MLP's")
+    try:
+        config = asdict(parse_section(ModelConfig, config, "config"))
+    except ParamsError as error:
+        raise invalid(error) from None
 
     body, weights, spans = memoryview(raw)[8 + header_bytes :], {}, []
     expected = layer_shapes(config)
@@ -160,19 +171,3 @@ def read_checkpoint(path) -> Checkpoint:
     if covered != len(body):
         raise invalid(f"{len(body) - covered} bytes after the last tensor")
     return Checkpoint(config, weights)
-
-
-def _is_config(config):
-    def positive_int(value):
-        return type(value) is int and value >= 1
-
-    return (
-        isinstance(config, dict)
-        and sorted(config) == list(CONFIG_KEYS)
-        and config["activation"] in ACTIVATIONS
-        and positive_int(config["in_features"])
-        and type(config["classes"]) is int
-        and config["classes"] >= 2
-        and isinstance(config["hidden"], list)
-        and all(positive_int(width) for width in config["hidden"])
-    )

@@ -117,7 +117,7 @@ def load_params(path: str = PARAMS_FILE) -> Params:
 def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
     """Params from the parsed YAML; every error message starts with `source`."""
     try:
-        return _checked(_parse(Params, raw, ""))
+        return _checked(parse_section(Params, raw, ""))
     except ParamsError as error:
         raise ParamsError(f"{source}: {error}") from None
 
@@ -142,7 +142,9 @@ def _checked(params: Params) -> Params:
     return params
 
 
-def _parse(cls, raw, path):
+def parse_section(cls, raw, path: str):
+    """`raw` checked against the dataclass `cls` (types, ranges, unknown and missing keys), as every
+    section of params.yaml is; messages name keys from `path`."""
     if not isinstance(raw, dict):
         raise ParamsError(f"{path or 'the file'} must be a mapping, got {raw!r}")
     known = [f.name for f in fields(cls)]
@@ -161,7 +163,7 @@ def _parse(cls, raw, path):
 
 def _value(kind, value, key, check):
     if hasattr(kind, "__dataclass_fields__"):
-        return _parse(kind, value, key)
+        return parse_section(kind, value, key)
     origin = get_origin(kind)
     if origin is dict:
         if not isinstance(value, dict):

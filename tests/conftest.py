@@ -38,6 +38,20 @@ def sh(*args, cwd, check=True, **kwargs):
     return result
 
 
+def perturbed_mlp(activation="relu", classes=3, hidden=(6, 5)):
+    """A seeded MLP whose weights are not its initial ones: larger and less regular."""
+    import torch  # noqa: PLC0415 - only the tests that build models pay for torch
+
+    from stages.models import MLP  # noqa: PLC0415
+
+    torch.manual_seed(4)
+    model = MLP(list(hidden), activation, classes)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter))
+    return model.eval()
+
+
 def tracked_files():
     listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True)
     return [name for name in listed.stdout.split("\0") if name]

@@ -14,20 +14,11 @@ import numpy as np
 import pytest
 import safetensors.numpy
 import torch
-from conftest import ROOT
+from conftest import ROOT, perturbed_mlp
 
 from stages import models, params
 from stages.checkpoint import NUMPY_ACTIVATIONS, _erf, layer_shapes, read_checkpoint, write_checkpoint
 from stages.errors import UserError
-
-
-def random_model(activation="relu", classes=3, hidden=(6, 5)):
-    torch.manual_seed(4)
-    model = models.MLP(list(hidden), activation, classes)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.add_(torch.randn_like(parameter))  # not the initial weights: larger, less regular
-    return model.eval()
 
 
 def weights_of(model):
@@ -46,7 +37,7 @@ def saved(tmp_path, model, name="m.safetensors"):
 
 @pytest.mark.parametrize(("activation", "classes"), [("pure_tanh", 3), ("relu", 2), ("gelu", 5)])
 def test_round_trip_is_exact(tmp_path, activation, classes):
-    model = random_model(activation, classes)
+    model = perturbed_mlp(activation, classes)
     checkpoint = read_checkpoint(saved(tmp_path, model))
     assert checkpoint.config == model.config
     assert list(checkpoint.weights) == list(model.state_dict())
@@ -56,7 +47,7 @@ def test_round_trip_is_exact(tmp_path, activation, classes):
 
 
 def test_bytes_are_reproducible_and_laid_out_as_safetensors(tmp_path):
-    model = random_model()
+    model = perturbed_mlp()
     first, second = saved(tmp_path, model, "a.safetensors"), saved(tmp_path, model, "b.safetensors")
     raw = first.read_bytes()
     assert raw == second.read_bytes()
@@ -69,7 +60,7 @@ def test_bytes_are_reproducible_and_laid_out_as_safetensors(tmp_path):
 
 
 def test_the_safetensors_library_reads_what_we_write(tmp_path):
-    model = random_model("tanh", 2)
+    model = perturbed_mlp("tanh", 2)
     path = saved(tmp_path, model)
     theirs = safetensors.numpy.load_file(path)
     assert theirs.keys() == weights_of(model).keys()
@@ -80,7 +71,7 @@ def test_the_safetensors_library_reads_what_we_write(tmp_path):
 
 def test_we_read_what_the_safetensors_library_writes(tmp_path):
     """Its layout differs from ours (tensors sorted by name, so biases first): offsets are honoured."""
-    model = random_model("leaky_relu", 4)
+    model = perturbed_mlp("leaky_relu", 4)
     path = tmp_path / "theirs.safetensors"
     safetensors.numpy.save_file(weights_of(model), path, metadata={"config": json.dumps(model.config)})
     checkpoint = read_checkpoint(path)
@@ -115,7 +106,7 @@ def honest(model):
 
 
 def spoiled(change):
-    model = random_model()
+    model = perturbed_mlp()
     header, body = honest(model)
     header, body = change(header, body, model)
     return encode(header, body)
@@ -180,7 +171,7 @@ GARBAGE = {
 def test_a_bad_checkpoint_is_one_line_naming_the_path(tmp_path, name):
     path = tmp_path / "bad.safetensors"
     if name == "a torch.save archive":
-        model = random_model()
+        model = perturbed_mlp()
         torch.save({"config": model.config, "state_dict": model.state_dict()}, path)
     else:
         path.write_bytes(GARBAGE[name])
@@ -240,7 +231,7 @@ def test_erf_is_within_its_stated_error():
 @pytest.mark.parametrize("activation", params.ACTIVATIONS)
 @pytest.mark.parametrize("classes", [2, 3])
 def test_probabilities_match_the_torch_model(tmp_path, activation, classes):
-    model = random_model(activation, classes, hidden=(16, 16))
+    model = perturbed_mlp(activation, classes, hidden=(16, 16))
     points = np.random.default_rng(1).normal(scale=3.0, size=(4000, 2))
     with torch.no_grad():
         in_float64 = models.probabilities(copy.deepcopy(model).double()(torch.tensor(points))).numpy()
@@ -258,7 +249,7 @@ def test_probabilities_match_the_torch_model(tmp_path, activation, classes):
 
 
 def test_probabilities_in_batches_equal_one_pass(tmp_path):
-    checkpoint = read_checkpoint(saved(tmp_path, random_model()))
+    checkpoint = read_checkpoint(saved(tmp_path, perturbed_mlp()))
     points = np.random.default_rng(2).normal(size=(1000, 2))
     assert np.array_equal(checkpoint.probabilities(points, batch_size=37), checkpoint.probabilities(points))
     assert checkpoint.probabilities(points[:0]).shape == (0, 3)

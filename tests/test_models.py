@@ -10,7 +10,7 @@ import mpmath
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, perturbed_mlp
 from torch import nn
 
 from stages.datasets import moons
@@ -254,18 +254,9 @@ def test_resolve_device():
 # Checkpoints
 
 
-def trained_model(activation="pure_tanh", classes=3):
-    torch.manual_seed(4)
-    model = MLP([6, 5], activation, classes)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.add_(torch.randn_like(parameter))  # not the initial weights
-    return model
-
-
 @pytest.mark.parametrize(("activation", "classes"), [("pure_tanh", 3), ("relu", 2), ("leaky_relu", 5)])
 def test_checkpoint_round_trip(tmp_path, activation, classes):
-    model = trained_model(activation, classes)
+    model = perturbed_mlp(activation, classes)
     path = tmp_path / "models" / "m.safetensors"
     save_checkpoint(path, model)
     assert os.listdir(path.parent) == ["m.safetensors"]  # no temporary file left behind
@@ -280,7 +271,7 @@ def test_checkpoint_round_trip(tmp_path, activation, classes):
 
 
 def test_checkpoint_bytes_are_reproducible(tmp_path):
-    model = trained_model()
+    model = perturbed_mlp("pure_tanh", 3)
     first, second = tmp_path / "a.safetensors", tmp_path / "other" / "b.safetensors"
     save_checkpoint(first, model)
     save_checkpoint(second, model)
