@@ -150,4 +150,11 @@ def metrics_path(name: str) -> Path:
 
 
 def plots_dir(name: str) -> Path:
+    """The dataset's own plots: confusion, ROC and boundary images (stage plots in dvc.yaml)."""
     return Path("plots") / name
+
+
+def curve_path(curve: str, name: str) -> Path:
+    """A learning curve (loss or accuracy) of one dataset. The curves of every dataset share a folder,
+    which one top-level entry of dvc.yaml's `plots:` draws, a chart per file."""
+    return Path("plots") / curve / f"{name}.csv"

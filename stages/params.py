@@ -19,6 +19,7 @@ BINARY_KINDS = ("moons", "circles", "xor")  # these generators make exactly two 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "pure_tanh", "gelu", "leaky_relu")
 DEVICES = ("cpu", "cuda", "auto")
 DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # used in file names
+CURVES = ("loss", "accuracy")  # folders of plots/ shared by every dataset's learning curves
 
 
 class ParamsError(UserError):
@@ -129,6 +130,8 @@ def _checked(params: Params) -> Params:
     for name, dataset in params.datasets.items():
         if not DATASET_NAME.fullmatch(name):
             raise ParamsError(f"dataset name {name!r} must be letters, digits, '_' or '-'")
+        if name in CURVES:
+            raise ParamsError(f"dataset name {name!r} is taken by plots/{name}/; use another name")
         data = dataset.data
         if data.kind in BINARY_KINDS and data.classes != 2:
             raise ParamsError(

@@ -1,6 +1,7 @@
 """Stage train: fit the MLP with Adam, log learning curves, save the checkpoint.
 
-Writes models/<name>.safetensors and plots/<name>/history.csv (epoch, train/test loss and accuracy).
+Writes models/<name>.safetensors, plots/loss/<name>.csv and plots/accuracy/<name>.csv (columns
+epoch, train, test: a row every `log_every` epochs, from epoch 0, the untrained model).
 """
 
 import sys
@@ -8,7 +9,7 @@ import sys
 import torch
 
 from stages.errors import run
-from stages.files import data_path, model_path, plots_dir, read_points, write_table
+from stages.files import curve_path, data_path, model_path, read_points, write_table
 from stages.models import (
     MLP,
     Adam,
@@ -19,9 +20,7 @@ from stages.models import (
     resolve_device,
     save_checkpoint,
 )
-from stages.params import load_params
-
-COLUMNS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy")
+from stages.params import CURVES, load_params
 
 
 def main(name):
@@ -31,73 +30,61 @@ def main(name):
 
     device = resolve_device(train.device, f"datasets.{name}.train.device")
     configure_torch(train.seed, device)
-    splits = {split: read_points(data_path(name, split), classes) for split in ("train", "test")}
-    tensors = {
-        split: (torch.tensor(points, dtype=torch.float32), torch.from_numpy(labels))
-        for split, (points, labels) in splits.items()
-    }
-    points, labels = (t.to(device) for t in tensors["train"])
-
+    train_set, test_set = (read_tensors(name, split, classes, device) for split in ("train", "test"))
     model = MLP(dataset.model.hidden, dataset.model.activation, classes).to(device)
     loss_fn = make_loss(classes)
     optimizer = Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     shuffle = torch.Generator().manual_seed(train.seed)
-    full_batch = train.batch_size is None or train.batch_size >= len(labels)
-    report_every = max(1, train.epochs // 10)
 
-    history = []
-    for epoch in range(train.epochs + 1):
-        if full_batch:
-            # The forward pass of this epoch's step scores the weights after `epoch` steps on the
-            # whole training set, so the training half of the history costs nothing.
-            logits = model(points)
-            loss = loss_fn(logits, labels)
-        if epoch % train.log_every == 0 or epoch % report_every == 0 or epoch == train.epochs:
-            with torch.no_grad():
-                seen = (
-                    (loss.item(), accuracy(logits, labels))
-                    if full_batch
-                    else score(model, points, labels, loss_fn)
-                )
-                row = dict(
-                    zip(COLUMNS, (epoch, *seen, *score(model, *tensors["test"], loss_fn)), strict=True)
-                )
-            if epoch % train.log_every == 0 or epoch == train.epochs:
-                history.append(row)
-            if epoch % report_every == 0:
-                print(
-                    f"train {name}: epoch {epoch:>{len(str(train.epochs))}}/{train.epochs}"
-                    f"  loss {row['train_loss']:.4f}  accuracy {row['train_accuracy']:.3f}"
-                    f"  test accuracy {row['test_accuracy']:.3f}",
-                    file=sys.stderr,
-                )
-        if epoch == train.epochs:
-            break
-        if full_batch:
-            step(optimizer, loss)
-        else:
-            order = torch.randperm(len(labels), generator=shuffle).to(device)
-            for batch in order.split(train.batch_size):
-                step(optimizer, loss_fn(model(points[batch]), labels[batch]))
+    history = [score(model, 0, train_set, test_set, loss_fn)]
+    report(name, history[0], train.epochs)
+    for epoch in range(1, train.epochs + 1):
+        points, labels = train_set
+        for batch in batches(len(labels), train.batch_size, shuffle, device):
+            optimizer.zero_grad()
+            loss_fn(model(points[batch]), labels[batch]).backward()
+            optimizer.step()
+        if epoch % train.log_every == 0 or epoch == train.epochs:
+            history.append(score(model, epoch, train_set, test_set, loss_fn))
+            if epoch * 10 // train.epochs > history[-2]["epoch"] * 10 // train.epochs:  # ~10 lines a run
+                report(name, history[-1], train.epochs)
 
     save_checkpoint(model_path(name), model)
-    write_table(plots_dir(name) / "history.csv", {k: [row[k] for row in history] for k in COLUMNS})
+    for curve in CURVES:
+        columns = {"epoch": [row["epoch"] for row in history]}
+        columns |= {split: [row[split][curve] for row in history] for split in ("train", "test")}
+        write_table(curve_path(curve, name), columns)
 
 
-def step(optimizer, loss):
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
+def read_tensors(name, split, classes, device):
+    points, labels = read_points(data_path(name, split), classes)
+    return torch.tensor(points, dtype=torch.float32, device=device), torch.from_numpy(labels).to(device)
 
 
-def accuracy(logits, labels):
-    return (predict(logits) == labels).double().mean().item()
+def batches(size, batch_size, shuffle, device):
+    """One epoch's batches: the whole set in order (full batch), or shuffled slices of batch_size."""
+    if batch_size is None or batch_size >= size:
+        return [slice(None)]
+    return torch.randperm(size, generator=shuffle).to(device).split(batch_size)
 
 
-def score(model, points, labels, loss_fn):
-    """Loss and accuracy of the model's current weights on a whole set, a batch at a time."""
-    logits = logits_of(model, points)
-    return loss_fn(logits, labels.cpu()).item(), accuracy(logits, labels.cpu())
+def score(model, epoch, train_set, test_set, loss_fn):
+    """The current weights' loss and accuracy on both sets."""
+    row = {"epoch": epoch}
+    for split, (points, labels) in (("train", train_set), ("test", test_set)):
+        logits, targets = logits_of(model, points), labels.cpu()
+        accuracy = (predict(logits) == targets).double().mean().item()
+        row[split] = {"loss": loss_fn(logits, targets).item(), "accuracy": accuracy}
+    return row
+
+
+def report(name, row, epochs):
+    train, test = row["train"], row["test"]
+    print(
+        f"train {name}: epoch {row['epoch']:>{len(str(epochs))}}/{epochs}  loss {train['loss']:.4f}"
+        f"  accuracy {train['accuracy']:.3f}  test accuracy {test['accuracy']:.3f}",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

@@ -17,9 +17,10 @@ def test_every_output_exists(built):
             header = (built / "data" / name / f"{split}.csv").read_text().splitlines()[0]
             assert header == "x1,x2,label"
         assert (built / "models" / f"{name}.safetensors").stat().st_size > 0
-        history = (built / "plots" / name / "history.csv").read_text().splitlines()
-        assert history[0] == "epoch,train_loss,train_accuracy,test_loss,test_accuracy"
-        assert history[-1].startswith("1000,")
+        for curve in ("loss", "accuracy"):
+            rows = (built / "plots" / curve / f"{name}.csv").read_text().splitlines()
+            assert rows[0] == "epoch,train,test"
+            assert rows[1].startswith("0,") and rows[-1].startswith("1000,")
         assert (built / "plots" / name / "predictions.csv").read_text().startswith("actual,predicted\n")
         assert (built / "plots" / name / "roc.csv").read_text().startswith("fpr,tpr,threshold\n")
         for split in ("train", "test"):
@@ -142,7 +143,7 @@ def test_mini_batch_training_is_seeded(rebuilt):
     edit_params(rebuilt, lambda p: p["datasets"]["moons"]["train"].update(batch_size=100, epochs=30))
     assert ran(sh("dvc", "repro", cwd=rebuilt)) == {"train@moons", "evaluate@moons", "plot@moons"}
     first = lock_outs(rebuilt)
-    history = (rebuilt / "plots" / "moons" / "history.csv").read_text().splitlines()
+    history = (rebuilt / "plots" / "loss" / "moons.csv").read_text().splitlines()
     assert history[-1].startswith("30,")
     sh("dvc", "repro", "--force", "--no-run-cache", "train@moons", cwd=rebuilt)
     assert lock_outs(rebuilt) == first
