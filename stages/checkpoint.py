@@ -1,27 +1,25 @@
 """The checkpoint file, and the model it holds as NumPy computes it.
 
-A checkpoint is the MLP's weights and the config that rebuilds it, in the safetensors format: an
-8-byte little-endian header length, a JSON header giving each tensor's dtype, shape and byte
-range (plus string metadata), then the raw little-endian bytes. It is plain data, so loading one
-can never run code, and NumPy reads it as readily as torch: the plot stage draws the model
-without importing torch, two seconds of start-up (models.py turns it into a torch MLP).
+A checkpoint is the MLP's weights and the config that rebuilds it (in the metadata), written and
+read by the safetensors library. It is plain data, so loading one can never run code, and NumPy
+reads it as readily as torch: the plot stage draws the model without importing torch, two seconds
+of start-up (models.py turns it into a torch MLP).
 """
 
 import json
 import math
-import struct
 from dataclasses import asdict, dataclass
 from itertools import pairwise
-from pathlib import Path
 
 import numpy as np
+import safetensors.numpy
+from safetensors import SafetensorError, safe_open
 
 from stages.errors import UserError
 from stages.files import write_bytes
 from stages.params import ACTIVATIONS, ParamsError, parse_section, spec
 
 LEAKY_SLOPE = 0.01  # torch.nn.LeakyReLU's default
-MAX_HEADER_BYTES = 1 << 20  # an MLP's header is a few hundred bytes
 
 
 @dataclass(frozen=True)
@@ -66,7 +64,7 @@ NUMPY_ACTIVATIONS = {
 @dataclass(frozen=True)
 class Checkpoint:
     config: dict
-    weights: dict[str, np.ndarray]  # float32, read-only views of the file's bytes
+    weights: dict[str, np.ndarray]  # float32, of the shapes layer_shapes gives
 
     def probabilities(self, points, batch_size: int = 65536) -> np.ndarray:
         """(n, classes) class probabilities in float64, a batch at a time to bound memory."""
@@ -96,78 +94,44 @@ def _probabilities(logits):
 
 
 def write_checkpoint(path, config: dict, weights: dict[str, np.ndarray]) -> None:
-    header = {"__metadata__": {"config": json.dumps(config, sort_keys=True)}}
-    chunks, offset = [], 0
-    for name, array in weights.items():
-        data = np.ascontiguousarray(array, dtype="<f4").tobytes()
-        header[name] = {
-            "dtype": "F32",
-            "shape": list(np.shape(array)),
-            "data_offsets": [offset, offset + len(data)],
-        }
-        chunks.append(data)
-        offset += len(data)
-    encoded = json.dumps(header, separators=(",", ":")).encode()
-    encoded += b" " * (-len(encoded) % 8)  # the format pads the header with spaces to 8 bytes
-    write_bytes(path, struct.pack("<Q", len(encoded)) + encoded + b"".join(chunks))
+    """The same bytes for the same weights and config: the library orders tensors by name."""
+    weights = {name: np.ascontiguousarray(array, dtype=np.float32) for name, array in weights.items()}
+    metadata = {"config": json.dumps(config, sort_keys=True)}
+    write_bytes(path, safetensors.numpy.save(weights, metadata=metadata))  # atomic, unlike save_file
 
 
 def read_checkpoint(path) -> Checkpoint:
-    """A checkpoint, checked whole: its config, and a tensor of the right shape for every layer."""
-    try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found (run `dvc repro` to rebuild it)") from None
-    except OSError as error:
-        raise UserError(f"{path}: not a readable checkpoint ({error.strerror})") from None
+    """A checkpoint, checked whole: the format by the library, then the config in its metadata, and an
+    F32 tensor of the right shape for every layer."""
 
     def invalid(why):
         return UserError(f"{path}: not a Boundary Lab checkpoint ({why})")
 
-    if len(raw) < 8:
-        raise invalid(f"{len(raw)} bytes: shorter than the header's length field")
-    (header_bytes,) = struct.unpack("<Q", raw[:8])
-    if header_bytes > min(MAX_HEADER_BYTES, len(raw) - 8):
-        raise invalid(
-            f"a header of {header_bytes} bytes in a file of {len(raw)}: not safetensors, or truncated"
-        )
     try:
-        header = json.loads(raw[8 : 8 + header_bytes])
-        config = json.loads(header.pop("__metadata__")["config"])
-    except (ValueError, TypeError, KeyError, AttributeError):
-        raise invalid("its header is not safetensors JSON with a config in its metadata") from None
-    try:
-        config = asdict(parse_section(ModelConfig, config, "config"))
-    except ParamsError as error:
-        raise invalid(error) from None
-
-    body, weights, spans = memoryview(raw)[8 + header_bytes :], {}, []
-    expected = layer_shapes(config)
-    if set(header) != set(expected):
-        raise invalid(f"tensors {sorted(header)}; the config needs {sorted(expected)}")
-    for name, shape in expected.items():
-        entry, size = header[name], 4 * math.prod(shape)
-        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
-        if not (
-            offsets is not None
-            and entry.get("dtype") == "F32"
-            and entry.get("shape") == list(shape)
-            and isinstance(offsets, list)
-            and len(offsets) == 2
-            and all(type(offset) is int for offset in offsets)
-            and offsets[1] - offsets[0] == size
-        ):
-            raise invalid(f"tensor {name}: {json.dumps(entry)[:200]}; expected F32 of shape {list(shape)}")
-        spans.append((offsets[0], offsets[1], name))
-    # The tensors' bytes must tile the rest of the file exactly: no gap, no overlap, no excess.
-    covered = 0
-    for begin, end, name in sorted(spans):
-        if begin != covered:
-            raise invalid(f"tensor {name} starts at byte {begin}, not {covered}: a gap or an overlap")
-        if end > len(body):
-            raise invalid(f"tensor {name} ends at byte {end}, past the data's {len(body)}: truncated")
-        weights[name] = np.frombuffer(body, "<f4", (end - begin) // 4, begin).reshape(expected[name])
-        covered = end
-    if covered != len(body):
-        raise invalid(f"{len(body) - covered} bytes after the last tensor")
-    return Checkpoint(config, weights)
+        file = safe_open(path, framework="numpy")
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found (run `dvc repro` to rebuild it)") from None
+    except OSError as error:
+        raise UserError(f"{path}: not a readable checkpoint ({error.strerror or error})") from None
+    except SafetensorError as error:  # a bad header, offsets, gap, overlap, truncation: the library's word
+        why = " ".join(str(error).removeprefix("Error while deserializing header: ").split())
+        raise invalid(f"safetensors: {why}") from None
+    with file:
+        try:
+            config = json.loads((file.metadata() or {})["config"])
+        except (ValueError, KeyError):
+            raise invalid("no JSON config in its safetensors metadata") from None
+        try:
+            config = asdict(parse_section(ModelConfig, config, "config"))
+        except ParamsError as error:
+            raise invalid(error) from None
+        expected = layer_shapes(config)
+        if set(file.keys()) != set(expected):
+            raise invalid(f"tensors {sorted(file.keys())}; the config needs {sorted(expected)}")
+        for name, shape in expected.items():  # checked before loading: NumPy has no bfloat16, for one
+            tensor = file.get_slice(name)
+            if tensor.get_dtype() != "F32" or tuple(tensor.get_shape()) != shape:
+                raise invalid(
+                    f"tensor {name} is {tensor.get_dtype()} {tensor.get_shape()}; expected F32 {list(shape)}"
+                )
+        return Checkpoint(config, {name: file.get_tensor(name) for name in expected})

@@ -5,6 +5,7 @@ import os
 
 import torch
 from torch import nn
+from torch.optim.adam import adam
 
 from stages.checkpoint import read_checkpoint, write_checkpoint
 from stages.errors import UserError
@@ -59,12 +60,12 @@ class MLP(nn.Module):
 
 
 class Adam:
-    """Adam (Kingma & Ba, 2015), step for step as torch.optim.Adam(fused=True) computes it: one
-    fused kernel updates every parameter.
+    """Adam (Kingma & Ba, 2015), step for step as torch.optim.Adam(fused=True) computes it: torch's
+    functional adam, with one fused kernel updating every parameter.
 
-    torch.optim's optimizers import torch._dynamo when first used: 1.9 s, more than the rest of
-    the training stage's start-up and its 1000 epochs together. This one calls the fused kernel
-    itself; tests/test_models.py checks it against torch.optim.Adam, bit for bit.
+    torch.optim.Adam imports dynamo, torch's compiler, when first stepped: 1.9 s, more than the
+    rest of the training stage's start-up and its 1000 epochs together. The functional form does
+    not, as tests/test_models.py checks, along with this class against torch.optim.Adam bit for bit.
     """
 
     def __init__(self, params, lr: float, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0):
@@ -72,7 +73,7 @@ class Adam:
         self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
-        # The step count, per parameter, as a float32 tensor: what the fused kernel reads.
+        # Each parameter's step count, a float32 tensor as the fused kernel wants; adam increments it.
         self.steps = [torch.zeros((), dtype=torch.float32, device=p.device) for p in self.params]
 
     def zero_grad(self):
@@ -81,14 +82,14 @@ class Adam:
 
     @torch.no_grad()
     def step(self):
-        torch._foreach_add_(self.steps, 1)
-        torch._fused_adam_(
+        adam(
             self.params,
             [param.grad for param in self.params],
             self.exp_avg,
             self.exp_avg_sq,
             [],  # the running maxima of exp_avg_sq, kept only by AMSGrad
             self.steps,
+            fused=True,
             lr=self.lr,
             beta1=self.betas[0],
             beta2=self.betas[1],
