@@ -224,9 +224,9 @@ def bench(args, tmp):
         seed = None
 
     # 1. cold runs, interleaved with the peer's so that other users' load hits both alike
-    clone, forced, peer, peer1 = [], [], [], []
+    clone_runs, forced, peer, peer1 = [], [], [], []
     for i in range(args.repeat):
-        clone.append(repro(new(), "--no-run-cache"))
+        clone_runs.append(repro(new(), "--no-run-cache"))
         project = new()
         forced.append(repro(project, "--force", "--no-run-cache"))
         if seed:
@@ -236,8 +236,9 @@ def bench(args, tmp):
     section = "1. cold dvc repro in a fresh clone (ratio: / peer)"
     ref = median([s for s, *_ in peer]) if peer else None
     every = len(STAGES) * len(DATASETS)
-    skipped = "; the rest skipped: committed outputs match dvc.lock" if clone[-1][2] < every else ""
-    row(section, "dvc repro --no-run-cache", clone, ref, f"{clone[-1][2]}/{every} stages ran{skipped}")
+    ran_ = clone_runs[-1][2]
+    skipped = "; the rest skipped: committed outputs match dvc.lock" if ran_ < every else ""
+    row(section, "dvc repro --no-run-cache", clone_runs, ref, f"{ran_}/{every} stages ran{skipped}")
     cold = row(section, "dvc repro --force --no-run-cache", forced, ref,
                f"{forced[-1][2]}/{every} stages ran: the peer's work and more")  # fmt: skip
     if peer:
@@ -250,7 +251,7 @@ def bench(args, tmp):
         )
         row(section, "  the same, OMP_NUM_THREADS=1", peer1, ref, "the peer on one torch thread")
 
-    # 2. the training loop, on its own copy: main() overwrites models/moons.safetensors and history.csv
+    # 2. the training loop, on its own copy: main() overwrites the checkpoint and the curves
     section = "2. training loop, 1000 full-batch epochs, moons (ratio: / plain)"
     trainer = new()
     for stage in ("generate", "split"):
@@ -301,6 +302,48 @@ def bench(args, tmp):
             note = f"import {startup[f'import stages.{stage}'] / value:.0%}; loads {loaded(samples)}"
             total += row(section, f"python -m stages.{stage} {dataset}", samples, cold, note)
     row(section, "sum of the 10 stage commands", [total], cold, f"cold run less this: {cold - total:+.1f} s")
+
+    # 6. computed once: a revisit restored from the run-cache, and a teammate's clone of a pushed project
+    section = "6. computed once, restored after (ratio: / recomputing the same)"
+    restore, recompute = [], []
+    set_params(project, lambda p: p["datasets"]["moons"]["train"].update(lr=0.02))
+    sh("dvc", "repro", cwd=project)  # computes lr 0.02 once: from now on both params sets are known
+    for _ in range(args.repeat):
+        for lr, flags, samples in ((0.01, (), restore), (0.02, ("--no-run-cache",), recompute)):
+            set_params(project, lambda p, lr=lr: p["datasets"]["moons"]["train"].update(lr=lr))
+            seconds, mb, out = sh("dvc", "repro", *flags, cwd=project)
+            samples.append((seconds, mb, out.count("Running stage '"), out.count("is cached")))
+    recomputed = median([s for s, *_ in recompute])
+    row(section, "revisit lr 0.01, restored", restore, recomputed,
+        f"{restore[-1][2]} stages ran, {restore[-1][3]} restored from the run-cache")  # fmt: skip
+    row(section, "revisit lr 0.02, --no-run-cache (ref)", recompute, recomputed,
+        f"{recompute[-1][2]} stages ran: train, evaluate, plot of moons")  # fmt: skip
+
+    section = "6b. a teammate: git clone + dvc pull --run-cache + dvc repro (ratio: / cold, fresh clone)"
+    origin, storage = tmp / "origin.git", tmp / "storage"
+    sh("git", "init", "-q", "--bare", origin)
+    sh("git", "remote", "add", "origin", origin, cwd=project)
+    sh("dvc", "remote", "add", "-d", "storage", storage, cwd=project)
+    sh("git", "add", "-A", cwd=project)
+    sh("git", "commit", "-q", "-m", "computed", cwd=project)
+    sh("git", "push", "-q", "origin", "main", cwd=project)
+    sh("dvc", "push", "--run-cache", cwd=project)
+    teammate = []
+    for i in range(args.repeat):
+        clone = tmp / f"teammate{i}"
+        steps = [sh("git", "clone", "-q", origin, clone), sh("dvc", "pull", "--run-cache", cwd=clone)]
+        steps.append(sh("dvc", "repro", cwd=clone))
+        teammate.append((sum(s for s, *_ in steps), max(mb for _, mb, _ in steps), *(s for s, *_ in steps),
+                         steps[-1][2].count("Running stage '")))  # fmt: skip
+    cold_clone = median([s for s, *_ in clone_runs])
+    row(
+        section,
+        "clone + pull + repro",
+        teammate,
+        cold_clone,
+        "git clone {:.1f} s, dvc pull {:.1f} s, dvc repro {:.1f} s: {} stages ran".format(*teammate[-1][2:]),
+    )
+    row(section, "cold dvc repro --no-run-cache in a fresh clone (ref)", clone_runs, cold_clone)
 
     # 5. scale: each stage of moons at 1e3, 1e5, 1e6 points
     if args.scale:
