@@ -233,6 +233,12 @@ def test_dataset_name_must_be_usable_in_file_names(raw, name):
     assert_one_line_error(raw, f"dataset name '{name}'", "letters, digits, '_' or '-'")
 
 
+@pytest.mark.parametrize("name", ["loss", "accuracy"])
+def test_dataset_name_must_not_be_a_learning_curve_folder(raw, name):
+    raw["datasets"][name] = copy.deepcopy(raw["datasets"]["moons"])
+    assert_one_line_error(raw, f"dataset name '{name}' is taken by plots/{name}/", "use another name")
+
+
 def test_the_whole_file_must_be_a_mapping():
     for value in (None, [], "datasets", 3):
         with pytest.raises(ParamsError, match=r"^params\.yaml: the file must be a mapping, got "):
