@@ -137,8 +137,7 @@ def load_checkpoint(path) -> MLP:
     """Rebuild a model from its checkpoint (checked whole by read_checkpoint: plain data, never code)."""
     saved = read_checkpoint(path)
     model = MLP(**saved.config)
-    # Copied: torch wants writable memory, and the arrays are views of the file's bytes.
-    model.load_state_dict({name: torch.from_numpy(array.copy()) for name, array in saved.weights.items()})
+    model.load_state_dict({name: torch.from_numpy(array) for name, array in saved.weights.items()})
     return model.eval()
 
 
@@ -149,7 +148,7 @@ def configure_torch(seed: int = 0, device: torch.device | None = None) -> None:
     torch.set_num_threads(1)
     if device is not None and device.type == "cuda":
         # The CPU kernels used here are deterministic as they are; the flag is for CUDA's (and
-        # costs 1.5 s of imports, torch._inductor, so CPU runs go without it).
+        # costs 1.5 s of imports, torch's inductor compiler, so CPU runs go without it).
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
 
