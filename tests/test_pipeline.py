@@ -110,6 +110,26 @@ def test_new_dataset_is_one_params_entry(rebuilt):
     metrics = json.loads((rebuilt / "metrics" / "blobs.json").read_text())
     assert metrics["test"]["accuracy"] > 0.8
 
+    # Its charts too, with dvc.yaml untouched: every dataset's six, each drawn once.
+    shown = json.loads(sh("dvc", "plots", "show", "--json", cwd=rebuilt).stdout)["data"]
+    assert {path: len(charts) for path, charts in shown.items()} == {
+        path: 1 for name in (*DATASETS, "blobs") for path in chart_files(name)
+    }
+    assert shown["plots/blobs/boundary_test.png"][0]["type"] == "image"
+    curves = shown["plots/loss/blobs.csv"][0]["content"]
+    assert curves["encoding"]["strokeDash"]["scale"]["domain"] == ["test", "train"]  # two lines a chart
+
+
+def chart_files(name):
+    return [
+        f"plots/loss/{name}.csv",
+        f"plots/accuracy/{name}.csv",
+        f"plots/{name}/predictions.csv",
+        f"plots/{name}/roc.csv",
+        f"plots/{name}/boundary_train.png",
+        f"plots/{name}/boundary_test.png",
+    ]
+
 
 HEAVY = ("torch", "torchmetrics", "sklearn", "matplotlib", "pandas", "scipy")
 RUN_AND_LIST_IMPORTS = """
