@@ -1,10 +1,14 @@
-"""The `dvc plots` page in headless Chromium with the network off.
+"""The `dvc plots` page: built from the pinned vl-convert-python, drawn in Chromium with no network.
 
-plots_page/build.py builds an HTML template with vega, vega-lite and vega-embed inlined and sets
-plots.html_template in .dvc/config.local; these tests render `dvc plots show` / `dvc plots diff`
-with it and check, in a browser that cannot reach any network, that every chart is drawn, every
-image loads and nothing is logged as an error. Chromium is driven over the DevTools protocol on a
-pipe (--remote-debugging-pipe): no chromedriver, no Python packages beyond the project's own.
+plots_page/index.html is the page template with vega, vega-lite and vega-embed inlined, committed
+and set as plots.html_template in the committed .dvc/config. The unit tests check that it is what
+plots_page/build.py makes from the pinned vl-convert-python now, and that the config points at it.
+The browser tests take the project as a fresh clone has it after the README's first command
+(`dvc repro` in a copy of the committed files: no config.local, nothing built by hand), render
+`dvc plots show` and `dvc plots diff` in headless Chromium that cannot reach any network, and check
+that every chart and image `dvc plots ... --json` lists is drawn, and nothing is logged as an error.
+Chromium is driven over the DevTools protocol on a pipe (--remote-debugging-pipe): no chromedriver,
+no Python packages beyond the project's own.
 
 Each page's screenshot is saved under the test's tmp folder and its path printed (`pytest -s`) and
 recorded as the test's `screenshot` property. PLOTS_PAGE_SCREENSHOT=<file.png> also saves the
@@ -15,7 +19,6 @@ recorded as the test's `screenshot` property. PLOTS_PAGE_SCREENSHOT=<file.png> a
 
 import base64
 import contextlib
-import csv
 import json
 import os
 import re
@@ -26,18 +29,34 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 from configobj import ConfigObj
-from conftest import ROOT, copy_project, sh
+from conftest import ROOT, edit_params, sh, tracked_files
+from dvc_render.base import Renderer
 from PIL import Image
 
-pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+from plots_page import build
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 PAGE_WIDTH = 1400
 RENDER_TIMEOUT_S = 60
 # URL schemes a page may load from with the network off; anything else is a network request.
 LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:", "chrome-error:")
+
+
+def test_committed_page_is_what_build_py_makes():
+    """The page cannot drift from the vl-convert-python pin, nor be edited by hand."""
+    assert build.OUTPUT.read_bytes() == build.page().encode(), (
+        "plots_page/index.html is stale: run `python plots_page/build.py` and commit it"
+    )
+
+
+def test_committed_dvc_config_points_at_the_committed_page():
+    # DVC reads its config files with configobj, and joins a relative template path to .dvc/.
+    value = ConfigObj(str(ROOT / ".dvc" / "config"))["plots"]["html_template"]
+    assert not os.path.isabs(value)
+    assert (ROOT / ".dvc" / value).resolve() == build.OUTPUT
+    # A checkout without the file would fail `dvc plots show`: it has to be in git.
+    assert build.OUTPUT.relative_to(ROOT).as_posix() in tracked_files()
 
 
 def chromium_binary() -> str | None:
@@ -47,40 +66,14 @@ def chromium_binary() -> str | None:
     return next((found for name in CHROMIUM_NAMES if (found := shutil.which(name))), None)
 
 
-def configured_template() -> tuple[str, Path] | None:
-    """(config value, template file) from the checkout's .dvc/config.local, if the page was built."""
-    # DVC reads its config files with configobj.
-    value = ConfigObj(str(ROOT / ".dvc" / "config.local")).get("plots", {}).get("html_template")
-    if not value:
-        return None
-    path = Path(value) if os.path.isabs(value) else ROOT / ".dvc" / value
-    return (value, path) if path.is_file() else None
+CHROMIUM = chromium_binary()
 
 
-@pytest.fixture(scope="module")
-def chromium():
-    binary = chromium_binary()
-    if binary is None:
-        pytest.skip("no Chromium on PATH (apt-get install chromium, or set CHROMIUM=<binary>)")
-    return binary
-
-
-@pytest.fixture
-def offline_project(tmp_path):
-    """The project copy with the built template configured the way the checkout has it."""
-    template = configured_template()
-    if template is None:
-        pytest.skip(
-            "offline plots template not built: run `npm ci --prefix plots_page && python plots_page/build.py`"
-        )
-    value, path = template
-    project = copy_project(tmp_path / "project")
-    if not os.path.isabs(value):
-        target = (project / ".dvc" / value).resolve()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, target)
-    sh("dvc", "config", "--local", "plots.html_template", value, cwd=project)
-    return project
+def in_browser(test):
+    """Mark a test that renders in Chromium; without one it is skipped by a mark, not in a fixture,
+    so before the session's cold `dvc repro` runs."""
+    reason = "no Chromium on PATH (apt-get install chromium, or set CHROMIUM=<binary>)"
+    return pytest.mark.browser(pytest.mark.e2e(pytest.mark.skipif(CHROMIUM is None, reason=reason)(test)))
 
 
 class DevTools:
@@ -187,6 +180,7 @@ class DevTools:
 # Run in the page with the ids of DVC's chart divs: what is drawn in them. vega-embed replaces a
 # div's content with Vega's <canvas class="marks"> (or <svg class="marks">); a chart is drawn when
 # that has a size and, for a canvas, some pixels are not the white background (an svg: has paths).
+# An image is DVC's <img> in its plot's div, under a <p> with its revision.
 PAGE_STATE_JS = r"""
 ((ids) => {
   const charts = ids.map(id => {
@@ -204,6 +198,7 @@ PAGE_STATE_JS = r"""
   });
   const images = [...document.images].map(img => ({
     src: img.getAttribute("src"), complete: img.complete, width: img.naturalWidth, height: img.naturalHeight,
+    div: img.closest("[id]") && img.closest("[id]").id,
     revision: img.parentElement.querySelector("p") && img.parentElement.querySelector("p").textContent}));
   return {charts, images, vegaEmbed: typeof vegaEmbed, ready: document.readyState};
 })(IDS)
@@ -288,11 +283,6 @@ def render(binary: str, page: Path, screenshot: Path, profile: Path) -> dict:
     }
 
 
-def report_screenshot(record_property, screenshot: Path):
-    record_property("screenshot", str(screenshot))
-    print(f"screenshot: {screenshot}")
-
-
 def save_small_copy(screenshot: Path, copy: Path):
     """The screenshot in 256 colours (a third of the size; the page is mostly flat colour)."""
     with Image.open(screenshot) as image:
@@ -301,17 +291,8 @@ def save_small_copy(screenshot: Path, copy: Path):
     small.save(copy, optimize=True)
 
 
-def dvc_yaml_plots(project: Path) -> tuple[list[str], list[str]]:
-    """The top-level plots of dvc.yaml: (names of Vega plots, paths of image plots)."""
-    definitions = yaml.safe_load((project / "dvc.yaml").read_text())["plots"]
-    charts = [next(iter(d)) for d in definitions if isinstance(d, dict)]
-    images = [d for d in definitions if isinstance(d, str)]
-    return charts, images
-
-
-def html_id(name: str) -> str:
-    """dvc_render's div id for a plot name (Renderer.remove_special_chars)."""
-    return re.sub(r"[!@#$%^&*()\[\]{};,<>?\\/:.|`~=_+ ]", "_", name)
+# The div id dvc_render gives a plot's name.
+html_id = Renderer.remove_special_chars
 
 
 def page_specs(page: Path) -> dict[str, dict]:
@@ -320,98 +301,123 @@ def page_specs(page: Path) -> dict[str, dict]:
     return {m.group(2): json.loads(m.group(1)) for m in found}
 
 
-def assert_page(state: dict, project: Path, page: Path, revisions: list[str], dvc_plots: list[str]):
-    """Every chart drawn, every image loaded, both as many as `dvc <dvc_plots> --json` lists."""
-    charts, images = dvc_yaml_plots(project)
-    shown = json.loads(sh("dvc", *dvc_plots, "--json", cwd=project).stdout)["data"]
-    vega_plots = [name for name, items in shown.items() if items[0]["type"] == "vega"]
+def dvc_plots(project: Path, command: list[str], output: Path) -> tuple[Path, dict, set]:
+    """`dvc <command> -o <output>`'s page, and what `dvc <command> --json` says it holds:
+    {chart div id: its revisions}, {(image div id, revision)}."""
+    sh("dvc", *command, "-o", str(output), cwd=project)
+    listed = json.loads(sh("dvc", *command, "--json", cwd=project).stdout)
+    assert not listed.get("errors"), f"dvc {' '.join(command)} could not load plots: {listed['errors']}"
+    charts, images = {}, set()
+    for name, items in listed["data"].items():
+        for item in items:
+            assert item["type"] in ("vega", "image"), f"{name}: a plot of type {item['type']}"
+            if item["type"] == "vega":
+                charts.setdefault(html_id(name), set()).update(item["revisions"])
+            else:
+                images.update((html_id(name), revision) for revision in item["revisions"])
+    assert charts and images, f"dvc {' '.join(command)} lists {len(charts)} charts and {len(images)} images"
+    return output / "index.html", charts, images
+
+
+def assert_page(state: dict, page: Path, charts: dict[str, set], images: set):
+    """Every chart and image listed is on the page and drawn, with the data of its revisions."""
     problems = []
     if state["vegaEmbed"] != "function":
         problems.append(f"vegaEmbed is {state['vegaEmbed']}: the libraries did not load")
-    drawn = {c["id"] for c in state["charts"] if is_drawn(c)}
+    specs = page_specs(page)
+    if set(specs) != set(charts):
+        problems.append(f"charts on the page: {sorted(specs)}; listed by --json: {sorted(charts)}")
     not_drawn = [c for c in state["charts"] if not is_drawn(c)]
     if not_drawn:
         problems.append(f"charts not drawn: {not_drawn}")
-    if len(state["charts"]) != len(vega_plots):
-        problems.append(f"{len(state['charts'])} chart divs, `dvc plots show --json` has {len(vega_plots)}")
-    missing = [name for name in charts if html_id(name) not in drawn]
-    if missing:
-        problems.append(f"dvc.yaml plots with no drawn chart: {missing}")
+    for chart, spec in specs.items():
+        in_data = {row["rev"] for row in spec["data"]["values"]}
+        if in_data != charts.get(chart):
+            problems.append(f"chart {chart} has data of {sorted(in_data)}, listed: {charts.get(chart)}")
+    on_page = {(i["div"], i["revision"]) for i in state["images"]}
+    if on_page != images:
+        problems.append(f"images on the page: {sorted(on_page)}; listed by --json: {sorted(images)}")
     broken = [i for i in state["images"] if not (i["complete"] and i["width"] > 0 and i["height"] > 0)]
     if broken:
         problems.append(f"images not loaded: {broken}")
-    for path in images:
-        stem = path.replace("/", "_")
-        for revision in revisions:
-            if not any(i["src"].endswith(stem) and i["revision"] == revision for i in state["images"]):
-                problems.append(f"image {path} of {revision} is not on the page")
-    for chart, spec in page_specs(page).items():
-        in_data = {row["rev"] for row in spec["data"]["values"]}
-        if in_data != set(revisions):
-            problems.append(f"chart {chart} has data of {sorted(in_data)}, expected {revisions}")
     problems += state["errors"]
     if state["network"]:
         problems.append(f"network requests: {state['network']}")
     if state["failed"]:
         problems.append(f"failed loads: {state['failed']}")
     assert not problems, "\n".join(map(str, problems))
-    return charts, images
 
 
-def test_plots_show_renders_offline(chromium, offline_project, tmp_path, record_property):
-    page = offline_project / "page" / "index.html"
-    sh("dvc", "plots", "show", "-o", "page", cwd=offline_project)
+def report(record_property, screenshot: Path, state: dict):
+    drawn = sum(map(is_drawn, state["charts"]))
+    record_property("screenshot", str(screenshot))
+    record_property("drawn", {"charts": drawn, "images": len(state["images"])})
+    print(f"drawn offline: {drawn} charts, {len(state['images'])} images; screenshot: {screenshot}")
+
+
+def commit_all(repo: Path, message: str):
+    sh("git", "add", "-A", cwd=repo)
+    sh("git", "commit", "-q", "--allow-empty", "-m", message, cwd=repo)
+
+
+@in_browser
+def test_plots_show_renders_offline(rebuilt, tmp_path, record_property):
+    # The project as the README's first command leaves it: the committed config and page only.
+    assert not (rebuilt / ".dvc" / "config.local").exists()
+    page, charts, images = dvc_plots(rebuilt, ["plots", "show"], tmp_path / "show")
+    assert "Built by plots_page/build.py" in page.read_text(), "not the committed page"
     screenshot = tmp_path / "plots_show.png"
-    state = render(chromium, page, screenshot, tmp_path / "profile")
-    report_screenshot(record_property, screenshot)
+    state = render(CHROMIUM, page, screenshot, tmp_path / "profile")
+    report(record_property, screenshot, state)
     if copy := os.environ.get("PLOTS_PAGE_SCREENSHOT"):
         save_small_copy(screenshot, Path(copy))
         print(f"screenshot copy (256 colours): {copy}")
-    charts, images = assert_page(state, offline_project, page, ["workspace"], ["plots", "show"])
-    assert len(charts) == 8 and len(images) == 4, "dvc.yaml: 4 charts and 2 images per dataset"
-    assert len(state["charts"]) >= len(charts)
-    assert len(state["images"]) >= len(images)
+    assert all(revisions == {"workspace"} for revisions in charts.values())
+    assert_page(state, page, charts, images)
 
 
-def scale_column(path: Path, column: str, factor: float):
-    with path.open(newline="") as file:
-        rows = list(csv.DictReader(file))
-    for row in rows:
-        row[column] = str(float(row[column]) * factor)
-    with path.open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+def reseed_first_dataset(params: dict):
+    """Train the first dataset from another seed: all its charts and images change."""
+    train = next(iter(params["datasets"].values()))["train"]
+    train["seed"] += 1
 
 
-def test_plots_diff_renders_both_revisions_offline(chromium, offline_project, tmp_path, record_property):
-    history = offline_project / "plots" / "moons" / "history.csv"
-    scale_column(history, "test_loss", 1.5)
-    sh("git", "commit", "-q", "-am", "moons: higher test loss", cwd=offline_project)
+def rows(spec: dict, revision: str) -> list[str]:
+    """A chart's data rows of one revision, less the revision, comparable across revisions."""
+    values = spec["data"]["values"]
+    return sorted(json.dumps({**r, "rev": None}, sort_keys=True) for r in values if r["rev"] == revision)
 
-    page = offline_project / "diff" / "index.html"
-    sh("dvc", "plots", "diff", "HEAD~1", "HEAD", "-o", "diff", cwd=offline_project)
+
+@in_browser
+def test_plots_diff_renders_both_revisions_offline(rebuilt, tmp_path, record_property):
+    # Two commits whose outputs differ: the cold run's, and one dataset trained from another seed.
+    commit_all(rebuilt, "reproduced")
+    edit_params(rebuilt, reseed_first_dataset)
+    sh("dvc", "repro", cwd=rebuilt)
+    commit_all(rebuilt, "another seed")
+
+    revisions = ["HEAD~1", "HEAD"]
+    page, charts, images = dvc_plots(rebuilt, ["plots", "diff", *revisions], tmp_path / "diff")
     screenshot = tmp_path / "plots_diff.png"
-    state = render(chromium, page, screenshot, tmp_path / "profile")
-    report_screenshot(record_property, screenshot)
-    assert_page(state, offline_project, page, ["HEAD~1", "HEAD"], ["plots", "diff", "HEAD~1", "HEAD"])
+    state = render(CHROMIUM, page, screenshot, tmp_path / "profile")
+    report(record_property, screenshot, state)
+    assert all(listed == set(revisions) for listed in charts.values())
+    assert {revision for _, revision in images} == set(revisions)
+    assert_page(state, page, charts, images)
 
-    # The changed file's chart really holds the two revisions' different data.
-    loss = page_specs(page)[html_id("moons loss")]["data"]["values"]
-    test_loss = {
-        rev: [float(r["test_loss"]) for r in loss if r["rev"] == rev and r["field"] == "test_loss"]
-        for rev in ("HEAD~1", "HEAD")
-    }
-    assert test_loss["HEAD~1"] and len(test_loss["HEAD~1"]) == len(test_loss["HEAD"])
-    assert test_loss["HEAD"] == pytest.approx([value * 1.5 for value in test_loss["HEAD~1"]])
+    # The page holds each revision's own data: the retrained dataset's charts differ.
+    changed = [c for c, spec in page_specs(page).items() if rows(spec, "HEAD~1") != rows(spec, "HEAD")]
+    assert changed, "no chart differs between the two revisions"
 
 
-def test_network_is_off_in_the_test_browser(chromium, project, tmp_path):
+@in_browser
+def test_network_is_off_in_the_test_browser(rebuilt, tmp_path):
     """DVC's default page, whose libraries come from a CDN, draws nothing in the test browser."""
-    sh("dvc", "plots", "show", "-o", "page", cwd=project)
-    page = project / "page" / "index.html"
+    sh("dvc", "config", "--unset", "plots.html_template", cwd=rebuilt)
+    sh("dvc", "plots", "show", "-o", "page", cwd=rebuilt)
+    page = rebuilt / "page" / "index.html"
     assert "cdn.jsdelivr.net" in page.read_text()
-    state = render(chromium, page, tmp_path / "cdn.png", tmp_path / "profile")
+    state = render(CHROMIUM, page, tmp_path / "cdn.png", tmp_path / "profile")
     assert state["vegaEmbed"] == "undefined", "the CDN's vega-embed loaded: the browser is online"
     assert state["charts"] and not any(map(is_drawn, state["charts"]))
     assert state["failed"], "the CDN scripts' loads should have failed"
