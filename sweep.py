@@ -186,7 +186,10 @@ def run_on_ray(args, origin, commit, trials, done):
     # Ray's raylet, not only the worker, must reap a force-cancelled trial's `dvc` and its stage.
     os.environ.setdefault("RAY_kill_child_processes_on_worker_exit_with_raylet_subreaper", "true")
     local = dict(address="local", include_dashboard=False) if not args.address else dict(address=args.address)
-    ray.init(**local, logging_level="ERROR", log_to_driver=False, configure_logging=True)
+    try:
+        ray.init(**local, logging_level="ERROR", log_to_driver=False, configure_logging=True)
+    except (ConnectionError, RuntimeError) as error:  # no cluster there, or a wrong auth token
+        sys.exit(f"error: Ray at {args.address or 'this machine'}: {str(error).splitlines()[0]}")
     task = ray.remote(num_cpus=1, max_retries=args.retries)(trial)
     env = worker_env()
     pending = {task.remote(origin, commit, name, point, env): name for name, point in trials}
