@@ -38,8 +38,8 @@ def main(name):
 
     history = [score(model, 0, train_set, test_set, loss_fn)]
     report(name, history[0], train.epochs)
+    points, labels = train_set
     for epoch in range(1, train.epochs + 1):
-        points, labels = train_set
         for batch in batches(len(labels), train.batch_size, shuffle, device):
             optimizer.zero_grad()
             loss_fn(model(points[batch]), labels[batch]).backward()
