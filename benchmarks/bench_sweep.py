@@ -1,0 +1,148 @@
+"""An 8-point sweep of moons on 2 CPUs, three ways, timed in one run against one experiment alone.
+
+    python benchmarks/bench_sweep.py [--epochs 1000]
+
+1. DVC's own queue: `dvc exp run --queue -S ... -S ...`, `dvc queue start -j 2`, wait until done.
+2. The Ray sweep: `python -m sweep -S ... -S ...` (local Ray, origin and DVC remote on this machine).
+3. A notebook-style loop: the same 8 models trained, evaluated and plotted in one process by calling
+   the stages' main() functions (the work without DVC, git or process start-ups; one core).
+
+and the reference: one point's `dvc exp run`, and its three stages run by hand (their own time). Each
+way's time per experiment is its wall time x the CPUs it used / 8; its overhead, that minus the stages'
+own time. Every way works in its own copy of one cold-built snapshot of the project (git-tracked files,
+working-tree versions), with its own cache and remote, so that every way computes all 8 points afresh.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = os.environ | {"DVC_NO_ANALYTICS": "1", "RAY_USAGE_STATS_ENABLED": "0"}
+ENV |= {f"GIT_{who}_{key}": value for who in ("AUTHOR", "COMMITTER") for key, value in
+        (("NAME", "bench"), ("EMAIL", "bench@invalid"))}  # fmt: skip
+ENV["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{ENV['PATH']}"  # `dvc` from this venv
+LRS, SEEDS, CPUS = "0.005,0.01,0.02,0.04", "1,2", 2
+NOTEBOOK = """import sys, time, yaml
+sys.path.insert(0, ".")
+from stages import evaluate, plot, train
+start = time.perf_counter()
+for lr in {lrs}:
+    for seed in {seeds}:
+        params = yaml.safe_load(open("params.yaml"))
+        params["datasets"]["moons"]["train"].update(lr=lr, seed=seed, epochs={epochs})
+        yaml.safe_dump(params, open("params.yaml", "w"), sort_keys=False)
+        for stage in (train, evaluate, plot):
+            stage.main("moons")
+print(time.perf_counter() - start)
+"""
+
+
+def sh(*cmd, cwd):
+    """Run a command; its wall seconds and stdout (its output is the error when it fails)."""
+    start = time.perf_counter()
+    done = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(
+            f"{' '.join(map(str, cmd))} exited {done.returncode}:\n{(done.stdout + done.stderr)[-3000:]}"
+        )
+    return time.perf_counter() - start, done.stdout
+
+
+def snapshot(dest):
+    """The project's tracked files, cold-built (`dvc repro`) and committed in a new repository."""
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True)
+    for name in filter(None, tracked.stdout.split("\0")):
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    sh("git", "init", "-q", "-b", "main", cwd=dest)
+    sh("dvc", "repro", "-q", cwd=dest)
+    sh("git", "add", "-A", cwd=dest)
+    sh("git", "commit", "-q", "-m", "snapshot", cwd=dest)
+    return dest
+
+
+def copy(snap, dest):
+    shutil.copytree(snap, dest, symlinks=True)
+    return dest
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=1000)
+    args = parser.parse_args()
+    grid = ["-S", f"datasets.moons.train.lr={LRS}", "-S", f"datasets.moons.train.seed={SEEDS}"]
+    grid += ["-S", f"datasets.moons.train.epochs={args.epochs}"]
+    one = [grid[0], grid[1].split(",")[0], grid[2], grid[3].split(",")[0], *grid[4:]]
+
+    with tempfile.TemporaryDirectory(prefix="bench-sweep-") as folder:
+        tmp = Path(folder)
+        started = time.perf_counter()
+        snap = snapshot(tmp / "snapshot")
+        print(f"snapshot built in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+
+        # One point alone: `dvc exp run`, then its three stages by hand (same params, their own time).
+        alone = copy(snap, tmp / "alone")
+        exp_run, _ = sh("dvc", "exp", "run", *one, cwd=alone)
+        stages = {
+            s: sh(sys.executable, "-m", f"stages.{s}", "moons", cwd=alone)[0]
+            for s in ("train", "evaluate", "plot")
+        }
+        stage_time = sum(stages.values())
+
+        queued = copy(snap, tmp / "queue")
+        start = time.perf_counter()
+        sh("dvc", "exp", "run", "--queue", *grid, cwd=queued)
+        sh("dvc", "queue", "start", "-j", str(CPUS), cwd=queued)
+        while any(word in sh("dvc", "queue", "status", cwd=queued)[1] for word in ("Queued", "Running")):
+            time.sleep(1)
+        queue_wall = time.perf_counter() - start
+        status = sh("dvc", "queue", "status", cwd=queued)[1]
+        sh("dvc", "queue", "stop", "--kill", cwd=queued)
+        assert status.count("Success") == 8, status
+
+        team = copy(snap, tmp / "ray")
+        sh("git", "init", "-q", "--bare", "-b", "main", tmp / "origin.git", cwd=tmp)
+        sh("git", "remote", "add", "origin", tmp / "origin.git", cwd=team)
+        sh("dvc", "remote", "add", "-d", "storage", tmp / "storage", cwd=team)
+        sh("git", "commit", "-q", "-am", "team remotes", cwd=team)
+        sh("git", "push", "-q", "origin", "main", cwd=team)
+        sh("dvc", "push", "-q", cwd=team)
+        ray_wall, _ = sh(sys.executable, "-m", "sweep", *grid, "--json", tmp / "sweep.json", cwd=team)
+        trials = json.loads((tmp / "sweep.json").read_text())
+        assert len(trials) == 8 and all(t["ok"] for t in trials)
+
+        notebook = copy(snap, tmp / "notebook")
+        code = NOTEBOOK.format(lrs=f"[{LRS}]", seeds=f"[{SEEDS}]", epochs=args.epochs)
+        notebook_wall, _ = sh(sys.executable, "-c", code, cwd=notebook)
+
+    print(f"8-point sweep of moons ({LRS} lr x {SEEDS} seeds, {args.epochs} epochs), {CPUS} CPUs")
+    own = ", ".join(f"{stage} {seconds:.2f}" for stage, seconds in stages.items())
+    print(f"one experiment: `dvc exp run` {exp_run:.2f} s; its stages' own time {stage_time:.2f} s ({own})")
+    print("| way | wall | per experiment (wall x CPUs / 8) | overhead beyond its stages |")
+    print("| --- | --- | --- | --- |")
+    for way, wall, cpus in (
+        ("dvc exp run --queue + dvc queue start -j 2", queue_wall, CPUS),
+        ("python -m sweep (Ray, local)", ray_wall, CPUS),
+        ("notebook loop, one process", notebook_wall, 1),
+    ):
+        each = wall * cpus / 8
+        print(f"| {way} | {wall:.1f} s | {each:.2f} s | {each - stage_time:+.2f} s |")
+    steps = {step: sum(t["timings"][step] for t in trials) / 8 for step in trials[0]["timings"]}
+    print("Ray trial, mean per step: " + ", ".join(f"{step} {s:.2f} s" for step, s in steps.items()))
+    for label, reference in (("`dvc exp run`", exp_run), ("its stages' own time", stage_time)):
+        ideal = 8 * reference / CPUS
+        ratio = ray_wall / ideal
+        print(f"Ray sweep / (8 x one experiment's {label} / {CPUS}) = {ray_wall:.1f} / {ideal:.1f} = "
+              f"{ratio:.2f}x (target <= 1.3x: {'met' if ratio <= 1.3 else 'not met'})")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
