@@ -54,10 +54,21 @@ def test_accuracy_targets(built, name, target):
 def test_a_fresh_run_reproduces_the_committed_lock(built):
     """Same params and code, same bytes: the cold run's hashes are those committed in dvc.lock."""
     assert lock_outs(built) == lock_outs(ROOT)
+
+
+def test_the_readme_shows_the_committed_results(built):
+    """The README's pictures (copies in docs/, for code hosts) and results table are the pipeline's."""
+    readme = (ROOT / "README.md").read_text()
     for name in DATASETS:
-        assert (built / "metrics" / f"{name}.json").read_bytes() == (
-            ROOT / "metrics" / f"{name}.json"
-        ).read_bytes()
+        picture = f"docs/{name}_boundary_test.png"
+        assert f"]({picture})" in readme
+        assert (ROOT / picture).read_bytes() == (built / "plots" / name / "boundary_test.png").read_bytes()
+        metrics = json.loads((built / "metrics" / f"{name}.json").read_text())
+        test, fresh = metrics["test"], metrics["generalization"]
+        row = (
+            f"| {test['accuracy']:.4g} | {test['f1']:.4g} | {fresh['accuracy']:.4f} ± {fresh['stderr']:.4f} |"
+        )
+        assert row in readme, row
 
 
 def test_second_repro_runs_nothing(rebuilt):
