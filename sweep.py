@@ -132,6 +132,7 @@ def check_params(root, sweeps):
     the whole sweep (each override is tried alone first, so that no bad value elsewhere hides the typo);
     a bad value fails its point only. Returns {point: error line}."""
     import yaml  # noqa: PLC0415
+    from dvc.exceptions import InvalidArgumentError  # noqa: PLC0415
 
     from stages.params import ParamsError, parse_params  # noqa: PLC0415
 
@@ -140,6 +141,8 @@ def check_params(root, sweeps):
             parse_params(applied(base, overrides))
         except ParamsError as error:
             return f"error: {error}"
+        except InvalidArgumentError:  # DVC's own refusal, e.g. a list where a mapping is
+            return f"error: -S {' '.join(overrides)}: DVC cannot apply it to {PARAMS}"
 
     base = yaml.safe_load((root / PARAMS).read_text())
     if error := error_of([]):
@@ -156,15 +159,25 @@ def check_params(root, sweeps):
 
 
 def applied(params, overrides):
-    """params with Hydra overrides applied as `dvc exp run -S` applies them, except that a new key is
-    added (DVC refuses it with a Hydra message) so that the schema can name it."""
-    from dvc.utils.hydra import to_hydra_overrides  # noqa: PLC0415
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl  # noqa: PLC0415
-    from omegaconf import OmegaConf  # noqa: PLC0415
+    """params with the overrides applied by DVC's own code, as `dvc exp run -S` applies them, except that
+    a key that does not exist is added (`+key=value`; DVC would refuse it with a Hydra message) so that
+    the schema can name it."""
+    import yaml  # noqa: PLC0415
+    from dvc.utils.hydra import apply_overrides  # noqa: PLC0415
 
-    config = OmegaConf.create(params)  # not struct: unknown keys go in
-    ConfigLoaderImpl._apply_overrides_to_config(to_hydra_overrides(overrides), config)
-    return OmegaConf.to_object(config)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / PARAMS
+        path.write_text(yaml.safe_dump(params))
+        apply_overrides(path, [o if exists(params, o.split("=", 1)[0]) else f"+{o}" for o in overrides])
+        return yaml.safe_load(path.read_text())
+
+
+def exists(params, key):
+    for part in key.split("."):
+        if not isinstance(params, dict) or part not in params:
+            return False
+        params = params[part]
+    return True
 
 
 def git_or_dvc(*cmd, cwd, check=True, refuse=None):
