@@ -321,7 +321,7 @@ def bench(args, tmp):
 
     section = "6b. a teammate: git clone + dvc pull --run-cache + dvc repro (ratio: / cold, fresh clone)"
     origin, storage = tmp / "origin.git", tmp / "storage"
-    sh("git", "init", "-q", "--bare", origin)
+    sh("git", "init", "-q", "--bare", "-b", "main", origin)
     sh("git", "remote", "add", "origin", origin, cwd=project)
     sh("dvc", "remote", "add", "-d", "storage", storage, cwd=project)
     sh("git", "add", "-A", cwd=project)

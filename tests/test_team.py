@@ -167,6 +167,13 @@ def test_an_experiment_pushed_by_one_is_shown_and_applied_by_the_other(team, tmp
     assert theirs["quick"]["params"]["datasets"]["moons"]["train"] == {"epochs": 100, "lr": 0.05, "seed": 42}
     assert set(theirs["quick"]["metrics"]["metrics/moons.json"]) == {"train", "test", "generalization"}
 
+    # Compared with the commit it came from, in the clone that did not run it.
+    metrics = json.loads(sh("dvc", "metrics", "diff", "HEAD", "quick", "--json", cwd=second).stdout)
+    assert set(metrics) == {"metrics/moons.json"}
+    plots = json.loads(sh("dvc", "plots", "diff", "HEAD", "quick", "--json", cwd=second).stdout)
+    assert "errors" not in plots
+    assert set(plots["data"]["plots/loss/moons.csv"][0]["revisions"]) == {"HEAD", "quick"}
+
     # The experiment's cached outputs came along: applying it checks out what the first clone made.
     sh("dvc", "exp", "apply", "quick", cwd=second)
     assert outputs(second) == outputs(first)
