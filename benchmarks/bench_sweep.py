@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import snapshot as project_snapshot  # this folder is on sys.path when run as a script
+
 ROOT = Path(__file__).resolve().parents[1]
 ENV = os.environ | {"DVC_NO_ANALYTICS": "1", "RAY_USAGE_STATS_ENABLED": "0"}
 ENV |= {f"GIT_{who}_{key}": value for who in ("AUTHOR", "COMMITTER") for key, value in
@@ -56,16 +58,11 @@ def sh(*cmd, cwd):
 
 
 def snapshot(dest):
-    """The project's tracked files, cold-built (`dvc repro`) and committed in a new repository."""
-    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True)
-    for name in filter(None, tracked.stdout.split("\0")):
-        if (ROOT / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, dest / name)
-    sh("git", "init", "-q", "-b", "main", cwd=dest)
+    """The project's tracked files in a new repository (bench.py's snapshot), cold-built and committed."""
+    project_snapshot(dest)
     sh("dvc", "repro", "-q", cwd=dest)
     sh("git", "add", "-A", cwd=dest)
-    sh("git", "commit", "-q", "-m", "snapshot", cwd=dest)
+    sh("git", "commit", "-q", "--allow-empty", "-m", "built", cwd=dest)  # a stale dvc.lock, refreshed
     return dest
 
 

@@ -60,7 +60,7 @@ class TrainParams:
     seed: int = spec(low=0)
     weight_decay: float = spec(0.0, low=0.0)
     batch_size: int | None = spec(None, low=1)  # None: full batch
-    log_every: int = spec(10, low=1)  # epochs between rows of history.csv
+    log_every: int = spec(10, low=1)  # epochs between rows of the learning curves
     device: str = spec("cpu", choices=DEVICES)
 
 

@@ -5,6 +5,8 @@ change anything work on a copy of it (`rebuilt`, cache included), so each sees e
 stages its change reruns.
 """
 
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -81,6 +83,11 @@ def ran(result) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", result.stdout))
 
 
+def restored(result) -> set[str]:
+    """The stages a `dvc repro` or `dvc exp run` restored from the run-cache instead of running."""
+    return set(re.findall(r"Stage '([^']+)' is cached - skipping run", result.stdout))
+
+
 def edit_params(repo, change):
     path = repo / "params.yaml"
     params = yaml.safe_load(path.read_text())
@@ -92,6 +99,27 @@ def lock_outs(repo) -> dict[str, str]:
     """Every output path in dvc.lock with its md5."""
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     return {out["path"]: out["md5"] for stage in lock["stages"].values() for out in stage.get("outs", [])}
+
+
+def output_md5s(repo) -> dict[str, str]:
+    """The md5 of every output file dvc.lock lists, hashed from the workspace."""
+    return {path: hashlib.md5((repo / path).read_bytes()).hexdigest() for path in lock_outs(repo)}
+
+
+def experiments(repo) -> dict[str, dict]:
+    """Each experiment's name with its params and metrics, from `dvc exp show --json`."""
+    shown = json.loads(sh("dvc", "exp", "show", "--json", cwd=repo).stdout)
+    found = {}
+    for commit in shown:
+        for exp in commit.get("experiments") or []:
+            for revision in exp["revs"]:
+                data = revision.get("data") or {}
+                if revision.get("name") and data:
+                    found[revision["name"]] = {
+                        "params": data["params"]["params.yaml"]["data"],
+                        "metrics": {path: m["data"] for path, m in (data.get("metrics") or {}).items()},
+                    }
+    return found
 
 
 @pytest.fixture(scope="session")

@@ -4,27 +4,11 @@ import json
 import time
 
 import pytest
-from conftest import sh
+from conftest import experiments, sh
 
 pytestmark = pytest.mark.e2e
 
 FEW_EPOCHS = "datasets.moons.train.epochs=100"
-
-
-def experiments(repo) -> dict[str, dict]:
-    """Each experiment's name with its params and metrics, from `dvc exp show --json`."""
-    shown = json.loads(sh("dvc", "exp", "show", "--json", cwd=repo).stdout)
-    found = {}
-    for commit in shown:
-        for exp in commit.get("experiments") or []:
-            for revision in exp["revs"]:
-                data = revision.get("data") or {}
-                if revision.get("name") and data:
-                    found[revision["name"]] = {
-                        "params": data["params"]["params.yaml"]["data"],
-                        "metrics": {path: m["data"] for path, m in (data.get("metrics") or {}).items()},
-                    }
-    return found
 
 
 def test_exp_run_then_show_and_metrics_diff(rebuilt):

@@ -4,26 +4,17 @@ Each test reads what DVC did from its output: "Running stage" for a stage it ran
 skipping run" for one it restored from the run-cache.
 """
 
-import hashlib
-import json
-import re
-
 import pytest
-from conftest import edit_params, lock_outs, ran, sh
+from conftest import edit_params, experiments, output_md5s, ran, restored, sh
 
 pytestmark = pytest.mark.e2e
 
 MOONS_MODEL_STAGES = {"train@moons", "evaluate@moons", "plot@moons"}
 
 
-def restored(result) -> set[str]:
-    return set(re.findall(r"Stage '([^']+)' is cached - skipping run", result.stdout))
-
-
 def snapshot(repo) -> tuple[str, dict[str, str]]:
     """dvc.lock's text and the md5 of every output file in the workspace."""
-    outputs = {path: hashlib.md5((repo / path).read_bytes()).hexdigest() for path in lock_outs(repo)}
-    return (repo / "dvc.lock").read_text(), outputs
+    return (repo / "dvc.lock").read_text(), output_md5s(repo)
 
 
 def moons_lr(lr):
@@ -56,16 +47,6 @@ def test_a_failed_stage_then_fixed_params_run_nothing_and_restore_every_output(r
     assert snapshot(rebuilt) == before
 
 
-def experiment_metrics(repo, name) -> dict:
-    shown = json.loads(sh("dvc", "exp", "show", "--json", cwd=repo).stdout)
-    for commit in shown:
-        for exp in commit.get("experiments") or []:
-            for revision in exp["revs"]:
-                if revision.get("name") == name:
-                    return revision["data"]["metrics"]["metrics/moons.json"]["data"]
-    raise AssertionError(f"no experiment {name}")
-
-
 def test_exp_run_of_params_already_run_restores_instead_of_training(rebuilt):
     sh("git", "add", "-A", cwd=rebuilt)
     sh("git", "commit", "-q", "--allow-empty", "-m", "baseline", cwd=rebuilt)
@@ -78,4 +59,5 @@ def test_exp_run_of_params_already_run_restores_instead_of_training(rebuilt):
     for result in (back, again):
         assert ran(result) == set()
         assert restored(result) == MOONS_MODEL_STAGES
-    assert experiment_metrics(rebuilt, "again") == experiment_metrics(rebuilt, "first")
+    found = experiments(rebuilt)
+    assert found["again"]["metrics"]["metrics/moons.json"] == found["first"]["metrics"]["metrics/moons.json"]

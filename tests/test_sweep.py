@@ -16,7 +16,7 @@ import tempfile
 import time
 
 import pytest
-from conftest import edit_params, sh
+from conftest import edit_params, experiments, sh
 
 pytestmark = pytest.mark.e2e
 
@@ -48,13 +48,6 @@ def on_origin(repo) -> set[str]:
     return {line.rsplit("/", 1)[-1] for line in refs.splitlines()}
 
 
-def shown(repo) -> dict[str, dict]:
-    """Each named experiment's data (params, metrics) from `dvc exp show --json`."""
-    commits = json.loads(sh("dvc", "exp", "show", "--json", cwd=repo).stdout)
-    revs = [rev for commit in commits for exp in commit.get("experiments") or [] for rev in exp["revs"]]
-    return {rev["name"]: rev["data"] for rev in revs if rev.get("name")}
-
-
 def test_local_sweep_lands_in_origin_and_a_teammates_clone(team, tmp_path):
     grid = ["-S", "datasets.moons.train.lr=0.005,0.02", "-S", "datasets.moons.train.epochs=40,60"]
     result = sh(*SWEEP, *grid, "--json", tmp_path / "sweep.json", cwd=team)
@@ -69,21 +62,19 @@ def test_local_sweep_lands_in_origin_and_a_teammates_clone(team, tmp_path):
     clone = tmp_path / "teammate"
     sh("git", "clone", "-q", tmp_path / "origin.git", clone, cwd=tmp_path)
     sh("dvc", "exp", "pull", "origin", *names, cwd=clone)
-    found = shown(clone)
+    found = experiments(clone)
     assert set(found) == set(names)
-    params = {
-        name: found[name]["params"]["params.yaml"]["data"]["datasets"]["moons"]["train"] for name in names
-    }
+    params = {name: found[name]["params"]["datasets"]["moons"]["train"] for name in names}
     assert params["sweep-4"]["lr"] == 0.02 and params["sweep-4"]["epochs"] == 60
     for data in found.values():
-        assert 0.5 <= data["metrics"]["metrics/moons.json"]["data"]["test"]["accuracy"] <= 1.0
+        assert 0.5 <= data["metrics"]["metrics/moons.json"]["test"]["accuracy"] <= 1.0
     sh("dvc", "pull", cwd=clone)  # the data behind the refs is on the DVC remote too
 
     # The same point run here, by plain `dvc exp run`, gives the same metrics as the worker did.
     sh("dvc", "exp", "run", "-n", "here", "-S", "datasets.moons.train.lr=0.02", "-S",
        "datasets.moons.train.epochs=60", cwd=team)  # fmt: skip
-    here = shown(team)["here"]["metrics"]["metrics/moons.json"]["data"]
-    assert here == found["sweep-4"]["metrics"]["metrics/moons.json"]["data"]
+    here = experiments(team)["here"]["metrics"]["metrics/moons.json"]
+    assert here == found["sweep-4"]["metrics"]["metrics/moons.json"]
 
 
 def test_a_bad_value_fails_its_point_and_the_others_land(team):

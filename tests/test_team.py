@@ -5,14 +5,12 @@ Each test runs twice, against a local-directory DVC remote and an S3 one (moto's
 """
 
 import csv
-import hashlib
 import json
 import logging
-import re
 import uuid
 
 import pytest
-from conftest import edit_params, lock_outs, ran, sh
+from conftest import edit_params, experiments, lock_outs, output_md5s, ran, restored, sh
 
 pytestmark = pytest.mark.e2e
 
@@ -91,15 +89,6 @@ def clone(origin, path):
     return path
 
 
-def outputs(repo) -> dict[str, str]:
-    """The md5 of every output file dvc.lock lists, hashed from the workspace."""
-    return {path: hashlib.md5((repo / path).read_bytes()).hexdigest() for path in lock_outs(repo)}
-
-
-def restored(result) -> set[str]:
-    return set(re.findall(r"Stage '([^']+)' is cached - skipping run", result.stdout))
-
-
 def curve_epochs(repo) -> list[int]:
     """The epochs in moons' learning curve, in the workspace."""
     with open(repo / "plots" / "loss" / "moons.csv", newline="") as curve:
@@ -110,26 +99,12 @@ def quick_moons(params):
     params["datasets"]["moons"]["train"].update(QUICK_MOONS)
 
 
-def experiments(repo) -> dict[str, dict]:
-    """Each experiment's name with its params and metrics, from `dvc exp show --json`."""
-    found = {}
-    for commit in json.loads(sh("dvc", "exp", "show", "--json", cwd=repo).stdout):
-        for exp in commit.get("experiments") or []:
-            for revision in exp["revs"]:
-                if revision.get("name") and revision.get("data"):
-                    found[revision["name"]] = {
-                        "params": revision["data"]["params"]["params.yaml"]["data"],
-                        "metrics": {path: m["data"] for path, m in revision["data"]["metrics"].items()},
-                    }
-    return found
-
-
 def test_a_teammate_pulls_and_repro_runs_nothing(team, tmp_path):
     first, origin = team
     second = clone(origin, tmp_path / "second")
     sh("dvc", "pull", "--run-cache", cwd=second)
     assert ran(sh("dvc", "repro", cwd=second)) == set()
-    assert outputs(second) == outputs(first) == lock_outs(first)
+    assert output_md5s(second) == output_md5s(first) == lock_outs(first)
 
 
 def test_params_one_clone_ran_and_pushed_are_restored_in_the_other(team, tmp_path):
@@ -142,7 +117,7 @@ def test_params_one_clone_ran_and_pushed_are_restored_in_the_other(team, tmp_pat
     first, origin = team
     edit_params(first, quick_moons)
     assert ran(sh("dvc", "repro", cwd=first)) == MOONS_MODEL_STAGES
-    computed = outputs(first)
+    computed = output_md5s(first)
     sh("dvc", "push", "--run-cache", cwd=first)  # the workspace is at the new params
 
     second = clone(origin, tmp_path / "second")
@@ -151,7 +126,7 @@ def test_params_one_clone_ran_and_pushed_are_restored_in_the_other(team, tmp_pat
     result = sh("dvc", "repro", "--pull", cwd=second)
     assert ran(result) == set()
     assert restored(result) == MOONS_MODEL_STAGES
-    assert outputs(second) == computed
+    assert output_md5s(second) == computed
 
 
 def test_an_experiment_pushed_by_one_is_shown_and_applied_by_the_other(team, tmp_path):
@@ -176,7 +151,7 @@ def test_an_experiment_pushed_by_one_is_shown_and_applied_by_the_other(team, tmp
 
     # The experiment's cached outputs came along: applying it checks out what the first clone made.
     sh("dvc", "exp", "apply", "quick", cwd=second)
-    assert outputs(second) == outputs(first)
+    assert output_md5s(second) == output_md5s(first)
 
 
 def test_a_fresh_clone_diffs_metrics_and_plots_of_two_commits_without_a_pull(team, tmp_path):
