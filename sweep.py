@@ -1,35 +1,34 @@
 """A grid of DVC experiments on Ray: this machine's cores, or a cluster's.
 
     python -m sweep -S 'datasets.moons.train.lr=0.005,0.01,0.02' -S 'datasets.moons.train.epochs=500,1000'
-                    [--name sweep] [--address HOST:PORT] [--retries 2] [--json summary.json]
+                    [--name sweep] [--address HOST:PORT] [--retries 2] [--timeout 3600] [--json summary.json]
 
 The grid is written as for `dvc exp run --queue -S` (a comma list sweeps a key, several -S make the
 product) and parsed by DVC's own code. DVC's queue runs on one machine only, so this follows its cloud
 pattern instead: every trial is a Ray task (one CPU) that clones `origin` at HEAD into a temp dir on
 its node, runs `dvc exp run --pull --allow-missing -S ... -n <name>-<i>` there, pushes the outputs and
 the run-cache to the default DVC remote, and pushes the experiment's git ref last, so that a ref on
-origin never points at data not yet pushed. The driver then pulls the experiments into this repo,
-where `dvc exp show` lists them, as it does in any clone after `dvc exp pull origin`.
-
-No --address starts Ray here with this machine's cores; --address joins a cluster (`ray start --head`
-on one node, `ray start --address <head>:6379` on the others; KubeRay; Ray on Slurm). Every node needs
-this venv at the same path (workers run `dvc` from the driver's bin dir) and access to origin and the
-DVC remote (a local-directory remote must be an absolute path, on a shared filesystem for a cluster).
+origin never points at data not yet pushed. The driver then pulls the experiments that are on origin
+into this repo, where `dvc exp show` lists them, and prints one table. docs/sweep.md is the reference:
+cluster set-up, and what reaches origin and the DVC remote at each point of a trial.
 
 Before starting, the sweep refuses with one line on stderr, and runs nothing, when: the workspace is
-not clean and committed (workers clone the commit, not the workspace), HEAD is not on a branch of
-origin, there is no default DVC remote in .dvc/config, an experiment name is taken on origin, or a
--S key does not exist in params.yaml (a typo: `unknown key datasets.moons.train.epochz; allowed: ...`,
-the schema's own message, as `dvc repro` prints it). A bad *value* fails only its own point: that point
-is reported with the schema's one-line error and not run, the others run, and the exit status is 1.
-So is it when a trial's experiment fails (its stage's `error: ...` line is reported). A worker that
-dies is retried --retries times; Ctrl-C cancels every trial, and an unfinished trial pushes nothing.
+not clean and committed, HEAD is not on a branch of origin, there is no default DVC remote in
+.dvc/config, an experiment name is taken on origin, or a -S key does not exist in params.yaml. A bad
+*value* fails only its own point (the schema's one line; not run). Every other failure is one line
+too, and the table and --json are still written: a trial's failed step (a stage's `error: ...`), a
+step that runs past --timeout, a trial that raised, a worker that died more than --retries times, the
+final `dvc exp pull`. A failed `dvc exp run` still pushes its run-cache, so that a rerun restores the
+stages that had finished. Ctrl-C cancels the running trials (each kills its command and pushes nothing
+more), pulls and shows the ones that landed, and exits 130. Any failure exits 1.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -37,40 +36,57 @@ import tempfile
 import time
 from pathlib import Path
 
+from tabulate import tabulate
+
+from stages.errors import UserError
+
 PARAMS = "params.yaml"
 KEY_ERROR = re.compile(r": (unknown|missing) key ")  # a typo in a key, as opposed to a bad value
-
-
-class Refusal(Exception):
-    """Why the sweep cannot start: one line for the user."""
+RESTORED = re.compile(r"Stage '([^']+)' is cached - skipping run")  # `dvc exp run`'s own words
+GRACE = 10  # seconds a cancelled trial has to kill its command before its worker is killed
 
 
 def main(argv=None):
     args = parse_args(argv)
     try:
         root, origin, commit, sweeps, invalid = preflight(args)
-    except Refusal as why:
+    except UserError as why:
         sys.exit(f"error: {why}")
+    except KeyboardInterrupt:
+        sys.exit(130)
     names = [f"{args.name}-{i + 1}" for i in range(len(sweeps))]
     results = [None] * len(sweeps)
     for i, error in invalid.items():  # bad values: reported as failed trials, never run
         results[i] = dict(name=names[i], ok=False, error=error)
         progress(sum(r is not None for r in results), len(sweeps), results[i])
 
+    interrupted, status = False, 0
     todo = [i for i in range(len(sweeps)) if i not in invalid]
     if todo:
-        for result in run_on_ray(args, origin, commit, [(names[i], sweeps[i]) for i in todo], len(invalid)):
+        try:
+            finished, interrupted = run_on_ray(args, origin, commit, [(names[i], sweeps[i]) for i in todo])
+        except UserError as why:
+            sys.exit(f"error: {why}")
+        for result in finished:
             results[names.index(result["name"])] = result
-        landed = [r["name"] for r in results if r["ok"]]
-        if landed:  # brings the experiments to this repo's `dvc exp show`, as in any teammate's clone
-            git_or_dvc("dvc", "exp", "pull", "--quiet", "origin", *landed, cwd=root)
+        try:
+            landed = pull_landed(args, root, origin, commit, results)
+        except UserError as why:
+            print(f"error: {why}", file=sys.stderr)
+            status = 1
+        except KeyboardInterrupt:
+            print("interrupted: the experiments were not pulled: `dvc exp pull origin`", file=sys.stderr)
+            interrupted = True
+        else:
+            if interrupted:
+                print(f"interrupted: {len(landed)} experiments on origin, pulled here", file=sys.stderr)
 
     for i, result in enumerate(results):
         result["overrides"] = sweeps[i]
     print(table(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
-    sys.exit(0 if all(r["ok"] for r in results) else 1)
+    sys.exit(130 if interrupted else status or (0 if all(r["ok"] for r in results) else 1))
 
 
 def parse_args(argv):
@@ -80,6 +96,8 @@ def parse_args(argv):
     parser.add_argument("--name", default="sweep", help="experiments are named <name>-1 .. <name>-N")
     parser.add_argument("--address", help="a Ray cluster (host:port); default: start Ray on this machine")
     parser.add_argument("--retries", type=int, default=2, help="reruns of a trial whose worker died")
+    parser.add_argument("--timeout", type=float, default=3600,
+                        help="seconds any one git or dvc command may run, here or in a trial")  # fmt: skip
     parser.add_argument("--json", help="also write every trial's result (node, times, metrics) here")
     return parser.parse_args(argv)
 
@@ -88,30 +106,43 @@ def parse_args(argv):
 
 
 def preflight(args):
-    """(repo root, origin URL, HEAD, the grid, {point: its params error}) or a Refusal."""
-    root = Path(git_or_dvc("git", "rev-parse", "--show-toplevel", cwd=".").strip())
+    """(repo root, origin URL, HEAD, the grid, {point: its params error}) or a UserError."""
+    run = dict(timeout=args.timeout)
+    root = Path(git_or_dvc("git", "rev-parse", "--show-toplevel", cwd=".", **run).strip())
     sweeps = grid(args.params)
-    if git_or_dvc("git", "status", "--porcelain", cwd=root).strip():
-        raise Refusal("the workspace has changes (git status): commit them and push to origin first")
-    url = git_or_dvc("git", "remote", "get-url", "origin", cwd=root, refuse="no git remote 'origin'").strip()
-    if (root / url).is_dir():  # a local origin: workers clone it from anywhere on this machine
-        url = str((root / url).resolve())
-    commit = git_or_dvc("git", "rev-parse", "HEAD", cwd=root).strip()
-    if not git_or_dvc("git", "branch", "-r", "--contains", commit, "--list", "origin/*", cwd=root).strip():
-        raise Refusal(f"commit {commit[:7]} is not on origin: `git push origin` first (workers clone it)")
-    remote = git_or_dvc("dvc", "config", "--project", "core.remote", cwd=root, check=False).strip()
+    if git_or_dvc("git", "status", "--porcelain", cwd=root, **run).strip():
+        raise UserError("the workspace has changes (git status): commit them and push to origin first")
+    url = git_or_dvc("git", "remote", "get-url", "origin", cwd=root, refuse="no git remote 'origin'", **run)
+    if (root / url.strip()).is_dir():  # a local origin: workers clone it from anywhere on this machine
+        url = str((root / url.strip()).resolve())
+    url = url.strip()
+    commit = git_or_dvc("git", "rev-parse", "HEAD", cwd=root, **run).strip()
+    if not git_or_dvc(
+        "git", "branch", "-r", "--contains", commit, "--list", "origin/*", cwd=root, **run
+    ).strip():
+        raise UserError(f"commit {commit[:7]} is not on origin: `git push origin` first (workers clone it)")
+    remote = git_or_dvc("dvc", "config", "--project", "core.remote", cwd=root, check=False, **run).strip()
     if not remote:
-        raise Refusal("no default DVC remote in .dvc/config: `dvc remote add -d <name> <url>`, commit, push")
-    where = git_or_dvc("dvc", "config", "--project", f"remote.{remote}.url", cwd=root, check=False).strip()
-    if "://" not in where and not os.path.isabs(where):
-        raise Refusal(f"DVC remote '{remote}' is the relative path {where}: workers need an absolute one")
-    taken = git_or_dvc("git", "ls-remote", url, f"refs/exps/{commit[:2]}/{commit[2:]}/*", cwd=root)
-    taken = {line.rsplit("/", 1)[-1] for line in taken.splitlines()} & {
-        f"{args.name}-{i + 1}" for i in range(len(sweeps))
-    }
-    if taken:
-        raise Refusal(f"experiment {min(taken)} of this commit is already on origin: choose another --name")
+        raise UserError(
+            "no default DVC remote in .dvc/config: `dvc remote add -d <name> <url>`, commit, push"
+        )
+    where = git_or_dvc("dvc", "config", "--project", f"remote.{remote}.url", cwd=root, check=False, **run)
+    if "://" not in where and not os.path.isabs(where.strip()):
+        raise UserError(
+            f"DVC remote '{remote}' is the relative path {where.strip()}: workers need an absolute one"
+        )
+    names = [f"{args.name}-{i + 1}" for i in range(len(sweeps))]
+    if taken := on_origin(root, url, commit, names, args.timeout):
+        raise UserError(f"experiment {min(taken)} of this commit is already on origin: choose another --name")
     return root, url, commit, sweeps, check_params(root, sweeps)
+
+
+def on_origin(root, origin, commit, names, timeout):
+    """Which of these experiments of this commit origin holds."""
+    refs = git_or_dvc(
+        "git", "ls-remote", origin, f"refs/exps/{commit[:2]}/{commit[2:]}/*", cwd=root, timeout=timeout
+    )
+    return {line.rsplit("/", 1)[-1] for line in refs.splitlines()} & set(names)
 
 
 def grid(params):
@@ -124,7 +155,7 @@ def grid(params):
     try:
         return get_hydra_sweeps(to_path_overrides(params))
     except (InvalidArgumentError, HydraException) as error:
-        raise Refusal(f"-S {' '.join(params)}: {str(error).splitlines()[0]}") from None
+        raise UserError(f"-S {' '.join(params)}: {str(error).splitlines()[0]}") from None
 
 
 def check_params(root, sweeps):
@@ -146,13 +177,13 @@ def check_params(root, sweeps):
 
     base = yaml.safe_load((root / PARAMS).read_text())
     if error := error_of([]):
-        raise Refusal(error.removeprefix("error: "))
+        raise UserError(error.removeprefix("error: "))
     invalid = {}
     for i, point in enumerate(sweeps):
         overrides = point.get(PARAMS, [])
         for override in overrides:
             if (error := error_of([override])) and KEY_ERROR.search(error):
-                raise Refusal(error.removeprefix("error: "))
+                raise UserError(error.removeprefix("error: "))
         if error := error_of(overrides):
             invalid[i] = error
     return invalid
@@ -180,57 +211,108 @@ def exists(params, key):
     return True
 
 
-def git_or_dvc(*cmd, cwd, check=True, refuse=None):
-    """A command's stdout; on failure a Refusal with `refuse` or its last line of stderr."""
-    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+def git_or_dvc(*cmd, cwd, timeout, check=True, refuse=None):
+    """A command's stdout; on failure, or past `timeout` seconds, a UserError with `refuse` or its
+    last line of stderr. Git never prompts: a sweep has nobody to answer it."""
+    try:
+        result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                                env=os.environ | NO_PROMPT, timeout=timeout)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise UserError(f"{' '.join(cmd[:3])}: no answer in {timeout:g} s (--timeout)") from None
     if check and result.returncode:
         lines = result.stderr.strip().splitlines() or [f"{cmd[0]} exited {result.returncode}"]
-        raise Refusal(refuse or f"{' '.join(cmd[:3])}: {lines[-1]}")
+        raise UserError(refuse or f"{' '.join(cmd[:3])}: {lines[-1]}")
     return result.stdout
+
+
+NO_PROMPT = {"GIT_TERMINAL_PROMPT": "0"}
 
 
 # ----------------------------------------------------------------------------- the trials, on Ray
 
 
-def run_on_ray(args, origin, commit, trials, done):
-    """Yields each trial's result as it finishes, printing a progress line."""
+def run_on_ray(args, origin, commit, trials):
+    """Every trial's result, each with a progress line as it finishes, and whether Ctrl-C stopped them."""
     import ray  # noqa: PLC0415 - only a sweep that runs pays for Ray (~1 s)
 
-    # Ray's raylet, not only the worker, must reap a force-cancelled trial's `dvc` and its stage.
+    # Ray's raylet, not only the worker, must reap a dead worker's `dvc` and its stage.
     os.environ.setdefault("RAY_kill_child_processes_on_worker_exit_with_raylet_subreaper", "true")
     local = dict(address="local", include_dashboard=False) if not args.address else dict(address=args.address)
     try:
         ray.init(**local, logging_level="ERROR", log_to_driver=False, configure_logging=True)
     except (ConnectionError, RuntimeError) as error:  # no cluster there, or a wrong auth token
-        sys.exit(f"error: Ray at {args.address or 'this machine'}: {str(error).splitlines()[0]}")
+        raise UserError(f"Ray at {args.address or 'this machine'}: {str(error).splitlines()[0]}") from None
+    except KeyboardInterrupt:
+        ray.shutdown()
+        sys.exit(130)
     task = ray.remote(num_cpus=1, max_retries=args.retries)(trial)
     env = worker_env()
-    pending = {task.remote(origin, commit, name, point, env): name for name, point in trials}
-    total = len(trials) + done
+    pending = {task.remote(origin, commit, name, point, env, args.timeout): name for name, point in trials}
+    results = []
+
+    def collect(ready):
+        for ref in ready:
+            results.append(outcome(ray, ref, pending.pop(ref)))
+            progress(len(results), len(trials), results[-1])
+
     try:
         while pending:
-            [ready], _ = ray.wait(list(pending))
-            name = pending.pop(ready)
-            try:
-                result = ray.get(ready)
-            except ray.exceptions.RayError as error:  # the worker died more than --retries times
-                lines = str(error).strip().splitlines() or [type(error).__name__]
-                result = dict(name=name, ok=False, error=f"worker died ({lines[0]})")
-            done += 1
-            progress(done, total, result)
-            yield result
+            collect(ray.wait(list(pending))[0])
+        return results, False
     except KeyboardInterrupt:
+        # A gentle cancel is a KeyboardInterrupt in the trial: it kills its command, pushes nothing more.
         for ref in pending:
-            ray.cancel(ref, force=True)  # kills the worker: it never reaches its push
-        sys.exit(f"interrupted: {len(pending)} trials cancelled, {done} finished (those are on origin)")
+            ray.cancel(ref)
+        with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: no more waiting
+            collect(ray.wait(list(pending), num_returns=len(pending), timeout=GRACE)[0])
+        for ref, name in pending.items():
+            ray.cancel(ref, force=True)
+            results.append(dict(name=name, ok=False, error="cancelled"))
+        print(f"interrupted: {len(pending)} trials cancelled", file=sys.stderr, flush=True)
+        return results, True
     finally:
         ray.shutdown()
+
+
+def outcome(ray, ref, name):
+    """A finished task's result, or why there is none, in one line."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.TaskCancelledError:
+        error = "cancelled"
+    except ray.exceptions.RayTaskError as raised:  # a bug in trial(), not a dead worker
+        cause = raised.cause if raised.cause is not None else raised
+        error = f"trial raised {type(cause).__name__}: {first_line(cause)}"
+    except ray.exceptions.RayError as died:  # the worker or its node died more than --retries times
+        error = f"worker died ({type(died).__name__}: {first_line(died)})"
+    return dict(name=name, ok=False, error=error)
+
+
+def first_line(error):
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else "no message"
+
+
+def pull_landed(args, root, origin, commit, results):
+    """Pulls the experiments on origin into this repo, as into any teammate's clone; origin is the truth
+    of what landed (a trial cancelled just after its ref push is there too). Returns their names."""
+    names = [r["name"] for r in results]
+    landed = on_origin(root, origin, commit, names, args.timeout)
+    for result in results:
+        if result["name"] in landed and not result["ok"]:
+            result.update(
+                ok=True, error=None, note="on origin; its result was lost to Ctrl-C or a dead worker"
+            )
+    if landed:
+        git_or_dvc("dvc", "exp", "pull", "--quiet", "origin", *sorted(landed), cwd=root, timeout=args.timeout)
+    return landed
 
 
 def worker_env():
     """What a trial's commands need from the driver: its venv's `dvc` and python, and a git identity
     for the experiment's commit (a worker node may have no ~/.gitconfig)."""
     env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    env |= NO_PROMPT
     for key in ("name", "email"):
         configured = subprocess.run(["git", "config", f"user.{key}"], capture_output=True, text=True).stdout
         for who in ("AUTHOR", "COMMITTER"):
@@ -239,7 +321,7 @@ def worker_env():
     return env
 
 
-def trial(origin, commit, name, point, env):
+def trial(origin, commit, name, point, env, timeout):
     """One grid point, on a worker: clone, `dvc exp run`, push data then the ref. Returns its result."""
     import ray  # noqa: PLC0415
 
@@ -258,13 +340,39 @@ def trial(origin, commit, name, point, env):
         }
         for step, cmd in steps.items():
             began = time.perf_counter()
-            cwd = tmp if step == "clone" else repo
-            done = subprocess.run(cmd, cwd=cwd, env=os.environ | env, capture_output=True, text=True)
+            code, output = command(
+                cmd, cwd=tmp if step == "clone" else repo, env=os.environ | env, timeout=timeout
+            )
             result["timings"][step] = round(time.perf_counter() - began, 3)
-            if done.returncode:
-                return result | dict(ok=False, error=error_line(done))
+            if step == "exp run":
+                result["restored"] = RESTORED.findall(output)
+            if code is None:
+                return result | dict(ok=False, error=f"{step}: no end in {timeout:g} s (--timeout); killed")
+            if code:
+                if step == "exp run":  # as DVC's CI recipes do: a rerun restores the stages that finished
+                    command(steps["push data"], cwd=repo, env=os.environ | env, timeout=timeout)
+                return result | dict(ok=False, error=error_line(output, code))
         metrics = {p.name: json.loads(p.read_text()) for p in sorted((repo / "metrics").glob("*.json"))}
     return result | dict(ok=True, seconds=round(time.perf_counter() - start, 2), metrics=metrics)
+
+
+def command(cmd, cwd, env, timeout):
+    """(exit status, or None past `timeout` seconds; stdout and stderr) of a command run in a session of
+    its own, which is killed whole (a stage under `dvc`, a hook under `git`) on a timeout or an interrupt."""
+    with tempfile.TemporaryFile("w+") as output:
+        process = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=output,
+                                   stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+        deadline = time.monotonic() + timeout
+        try:
+            while process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.1)  # short sleeps: Ray's cancel is a KeyboardInterrupt that needs Python running
+        finally:
+            timed_out = process.poll() is None
+            if timed_out:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        output.seek(0)
+        return None if timed_out else process.returncode, output.read()
 
 
 def set_params(point):
@@ -273,13 +381,13 @@ def set_params(point):
             for arg in ("-S", o if path == PARAMS else f"{path}:{o}")]  # fmt: skip
 
 
-def error_line(done):
+def error_line(output, code):
     """The one line that says why a command failed: the stage's own `error: ...` if there is one."""
-    lines = [line.strip() for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
     for prefix in ("error: ", "ERROR: "):
         if found := [line for line in lines if line.startswith(prefix)]:
             return found[-1] if prefix == "error: " else found[0]
-    return lines[-1] if lines else f"exited {done.returncode}"
+    return lines[-1] if lines else f"exited {code}"
 
 
 # ----------------------------------------------------------------------------- what the user sees
@@ -295,25 +403,35 @@ def table(results):
     then test and generalization accuracy of each metrics file where the experiments differ."""
     given = [dict(o.split("=", 1) for p in r["overrides"].values() for o in p) for r in results]
     keys = list(dict.fromkeys(key for point in given for key in point))
-    files = sorted({f for r in results if r["ok"] for f in r["metrics"]})
+    files = sorted({f for r in results if r.get("metrics") for f in r["metrics"]})
+    sections = [(f, section) for f in files for section in ("test", "generalization")]
     scores = [
-        [r["metrics"][f][section]["accuracy"] if r["ok"] else "-" for r in results]
-        for f in files
-        for section in ("test", "generalization")
+        [r["metrics"][f][s]["accuracy"] if f in r.get("metrics", {}) else "-" for r in results]
+        for f, s in sections
     ]
-    names = [f"{Path(f).stem} {section}.accuracy" for f in files for section in ("test", "generalization")]
     changed = [i for i, column in enumerate(scores) if len(set(column) - {"-"}) > 1]
-    header = ["Experiment", *keys, *(names[i] for i in changed), "time", "node"]
+    headers = [
+        "Experiment",
+        *keys,
+        *(f"{Path(sections[i][0]).stem} {sections[i][1]}.accuracy" for i in changed),
+    ]
     rows = [
-        [r["name"], *(point.get(k, "") for k in keys), *(scores[i][row] for i in changed)]
-        + [f"{r['seconds']:.1f} s" if r["ok"] else "failed", r.get("node", "-")[:8]]
+        [
+            r["name"],
+            *(point.get(k, "") for k in keys),
+            *(scores[i][row] for i in changed),
+            when(r),
+            (r.get("node") or "-")[:8],
+        ]
         for row, (r, point) in enumerate(zip(results, given, strict=True))
     ]
-    widths = [max(len(str(row[c])) for row in [header, *rows]) for c in range(len(header))]
-    return "\n".join(
-        "| " + " | ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)) + " |"
-        for row in [header, ["-" * w for w in widths], *rows]
-    )
+    return tabulate(rows, headers=[*headers, "time", "node"], tablefmt="github", disable_numparse=True)
+
+
+def when(result):
+    if "seconds" in result:
+        return f"{result['seconds']:.1f} s"
+    return "landed" if result["ok"] else "cancelled" if result["error"] == "cancelled" else "failed"
 
 
 if __name__ == "__main__":
