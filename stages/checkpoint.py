@@ -1,9 +1,9 @@
 """The checkpoint file, and the model it holds as NumPy computes it.
 
-A checkpoint is the MLP's weights and the config that rebuilds it (in the metadata), written and
-read by the safetensors library. It is plain data, so loading one can never run code, and NumPy
-reads it as readily as torch: the plot stage draws the model without importing torch, two seconds
-of start-up (models.py turns it into a torch MLP).
+A checkpoint is the MLP's weights and, in the metadata, the config that rebuilds it and the device
+that trained it, written and read by the safetensors library. It is plain data, so loading one can
+never run code, and NumPy reads it as readily as torch: the plot stage draws the model without
+importing torch and its start-up (models.py turns it into a torch MLP).
 """
 
 import json
@@ -65,6 +65,7 @@ NUMPY_ACTIVATIONS = {
 class Checkpoint:
     config: dict
     weights: dict[str, np.ndarray]  # float32, of the shapes layer_shapes gives
+    device: str = "unknown"  # the hardware that trained it, from the metadata
 
     def probabilities(self, points, batch_size: int = 65536) -> np.ndarray:
         """(n, classes) class probabilities in float64, a batch at a time to bound memory."""
@@ -93,10 +94,12 @@ def _probabilities(logits):
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def write_checkpoint(path, config: dict, weights: dict[str, np.ndarray]) -> None:
-    """The same bytes for the same weights and config: the library orders tensors by name."""
+def write_checkpoint(path, config: dict, weights: dict[str, np.ndarray], device: str = "cpu") -> None:
+    """The same bytes for the same weights, config and device: the library orders tensors by name.
+    `device` (cpu, or cuda with the GPU's model) says which hardware computed the weights."""
     weights = {name: np.ascontiguousarray(array, dtype=np.float32) for name, array in weights.items()}
-    metadata = {"config": json.dumps(config, sort_keys=True)}
+    # One metadata entry: the library writes several in a random order (a hash map), changing the bytes.
+    metadata = {"config": json.dumps({**config, "device": device}, sort_keys=True)}
     write_bytes(path, safetensors.numpy.save(weights, metadata=metadata))  # atomic, unlike save_file
 
 
@@ -121,6 +124,7 @@ def read_checkpoint(path) -> Checkpoint:
             config = json.loads((file.metadata() or {})["config"])
         except (ValueError, KeyError):
             raise invalid("no JSON config in its safetensors metadata") from None
+        device = config.pop("device", "unknown") if isinstance(config, dict) else "unknown"
         try:
             config = asdict(parse_section(ModelConfig, config, "config"))
         except ParamsError as error:
@@ -134,4 +138,5 @@ def read_checkpoint(path) -> Checkpoint:
                 raise invalid(
                     f"tensor {name} is {tensor.get_dtype()} {tensor.get_shape()}; expected F32 {list(shape)}"
                 )
-        return Checkpoint(config, {name: file.get_tensor(name) for name in expected})
+        weights = {name: file.get_tensor(name) for name in expected}
+        return Checkpoint(config, weights, str(device))

@@ -128,9 +128,9 @@ def logits_of(model: nn.Module, points, batch_size: int = 65536) -> torch.Tensor
     return torch.cat([model(chunk.to(device)).cpu() for chunk in points.split(batch_size)])
 
 
-def save_checkpoint(path, model: MLP) -> None:
+def save_checkpoint(path, model: MLP, device: str = "cpu") -> None:
     weights = {name: tensor.detach().cpu().numpy() for name, tensor in model.state_dict().items()}
-    write_checkpoint(path, model.config, weights)
+    write_checkpoint(path, model.config, weights, device)
 
 
 def load_checkpoint(path) -> MLP:
@@ -156,6 +156,18 @@ def configure_torch(seed: int = 0, device: torch.device | None = None) -> None:
 def resolve_device(device: str, key: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and torch.version.cuda is None:
+        release = torch.__version__.split("+")[0]
+        raise UserError(
+            f"{key} = 'cuda': this torch ({torch.__version__}) is a CPU-only build; install one with CUDA "
+            f"(`pip install torch=={release}` from PyPI on Linux x86-64), or use cpu or auto"
+        )
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError(f"{key} = 'cuda': no CUDA device is available here; use cpu or auto")
     return torch.device(device)
+
+
+def device_name(device: torch.device) -> str:
+    """What a checkpoint records of the hardware that trained it: cpu, or cuda with the GPU's model
+    (CUDA writes other bytes than a CPU, the same on the same GPU model)."""
+    return f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "cpu"

@@ -14,6 +14,7 @@ from stages.models import (
     MLP,
     Adam,
     configure_torch,
+    device_name,
     logits_of,
     make_loss,
     predict,
@@ -29,6 +30,7 @@ def main(name):
     classes, train = dataset.data.classes, dataset.train
 
     device = resolve_device(train.device, f"datasets.{name}.train.device")
+    hardware = device_name(device)
     configure_torch(train.seed, device)
     train_set, test_set = (read_tensors(name, split, classes, device) for split in ("train", "test"))
     model = MLP(dataset.model.hidden, dataset.model.activation, classes).to(device)
@@ -37,7 +39,7 @@ def main(name):
     shuffle = torch.Generator().manual_seed(train.seed)
 
     history = [score(model, 0, train_set, test_set, loss_fn)]
-    report(name, history[0], train.epochs)
+    report(name, hardware, history[0], train.epochs)
     points, labels = train_set
     for epoch in range(1, train.epochs + 1):
         for batch in batches(len(labels), train.batch_size, shuffle, device):
@@ -47,9 +49,9 @@ def main(name):
         if epoch % train.log_every == 0 or epoch == train.epochs:
             history.append(score(model, epoch, train_set, test_set, loss_fn))
             if epoch * 10 // train.epochs > history[-2]["epoch"] * 10 // train.epochs:  # ~10 lines a run
-                report(name, history[-1], train.epochs)
+                report(name, hardware, history[-1], train.epochs)
 
-    save_checkpoint(model_path(name), model)
+    save_checkpoint(model_path(name), model, hardware)
     for curve in CURVES:
         columns = {"epoch": [row["epoch"] for row in history]}
         columns |= {split: [row[split][curve] for row in history] for split in ("train", "test")}
@@ -78,10 +80,10 @@ def score(model, epoch, train_set, test_set, loss_fn):
     return row
 
 
-def report(name, row, epochs):
-    train, test = row["train"], row["test"]
+def report(name, hardware, row, epochs):
+    train, test, epoch = row["train"], row["test"], f"{row['epoch']:>{len(str(epochs))}}/{epochs}"
     print(
-        f"train {name}: epoch {row['epoch']:>{len(str(epochs))}}/{epochs}  loss {train['loss']:.4f}"
+        f"train {name} on {hardware}: epoch {epoch}  loss {train['loss']:.4f}"
         f"  accuracy {train['accuracy']:.3f}  test accuracy {test['accuracy']:.3f}",
         file=sys.stderr,
     )

@@ -15,6 +15,7 @@ import pytest
 import safetensors.numpy
 import torch
 from conftest import ROOT, perturbed_mlp
+from safetensors import safe_open
 
 from stages import models, params
 from stages.checkpoint import NUMPY_ACTIVATIONS, _erf, layer_shapes, read_checkpoint, write_checkpoint
@@ -46,6 +47,16 @@ def test_round_trip_is_exact(tmp_path, activation, classes):
         assert np.array_equal(checkpoint.weights[name], array)
 
 
+@pytest.mark.parametrize("device", ["cpu", "cuda (NVIDIA H200)"])
+def test_the_device_that_trained_it_is_recorded(tmp_path, device):
+    model = perturbed_mlp()
+    path = tmp_path / "m.safetensors"
+    write_checkpoint(path, model.config, weights_of(model), device)
+    assert read_checkpoint(path).device == device
+    with safe_open(path, framework="numpy") as theirs:  # in the metadata any safetensors reader shows
+        assert json.loads(theirs.metadata()["config"])["device"] == device
+
+
 def test_bytes_depend_only_on_the_weights_and_config(tmp_path):
     """Not on the order of either's keys: the library sorts the tensors, and we the config."""
     model = perturbed_mlp()
@@ -61,7 +72,7 @@ def test_the_safetensors_library_reads_what_we_write(tmp_path):
     assert theirs.keys() == weights_of(model).keys()
     assert all(np.array_equal(theirs[name], array) for name, array in weights_of(model).items())
     with safetensors.safe_open(path, framework="numpy") as file:
-        assert json.loads(file.metadata()["config"]) == model.config
+        assert json.loads(file.metadata()["config"]) == {**model.config, "device": "cpu"}
 
 
 def test_we_read_what_the_safetensors_library_writes(tmp_path):

@@ -20,6 +20,7 @@ from stages.models import (
     MLP,
     Adam,
     PureTanh,
+    device_name,
     load_checkpoint,
     logits_of,
     make_loss,
@@ -245,9 +246,29 @@ def test_logits_of_batches_equal_one_pass():
 def test_resolve_device():
     assert resolve_device("cpu", "k") == torch.device("cpu")
     assert resolve_device("auto", "k").type == ("cuda" if torch.cuda.is_available() else "cpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(UserError, match=r"^datasets\.m\.train\.device = 'cuda': no CUDA device"):
-            resolve_device("cuda", "datasets.m.train.device")
+
+
+def test_cuda_on_a_cpu_only_build_says_so_and_how_to_get_one(monkeypatch):
+    monkeypatch.setattr(torch.version, "cuda", None)
+    with pytest.raises(
+        UserError, match=r"^datasets\.m\.train\.device = 'cuda': this torch \(.*\) is a CPU-only"
+    ):
+        resolve_device("cuda", "datasets.m.train.device")
+    assert resolve_device("auto", "k") == torch.device("cpu") or torch.cuda.is_available()
+
+
+def test_cuda_build_without_a_gpu_says_no_device(monkeypatch):
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UserError, match=r"^datasets\.m\.train\.device = 'cuda': no CUDA device is available"):
+        resolve_device("cuda", "datasets.m.train.device")
+    assert resolve_device("auto", "k") == torch.device("cpu")
+
+
+def test_the_device_name_is_cpu_or_cuda_with_the_gpu_model(monkeypatch):
+    assert device_name(torch.device("cpu")) == "cpu"
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
+    assert device_name(torch.device("cuda", 0)) == "cuda (NVIDIA H200)"
 
 
 # ---------------------------------------------------------------------------------------------

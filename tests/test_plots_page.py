@@ -19,6 +19,7 @@ recorded as the test's `screenshot` property. PLOTS_PAGE_SCREENSHOT=<file.png> a
 
 import base64
 import contextlib
+import functools
 import json
 import os
 import re
@@ -71,8 +72,16 @@ CHROMIUM = chromium_binary()
 
 def in_browser(test):
     """Mark a test that renders in Chromium; without one it is skipped by a mark, not in a fixture,
-    so before the session's cold `dvc repro` runs."""
+    so before the session's cold `dvc repro` runs. Under CI=true it fails instead: CI installs
+    Chromium, so a missing one is a broken install, never a silent skip."""
     reason = "no Chromium on PATH (apt-get install chromium, or set CHROMIUM=<binary>)"
+    if CHROMIUM is None and os.environ.get("CI") == "true":
+
+        @functools.wraps(test)
+        def fails(*args, **kwargs):
+            pytest.fail(f"CI=true: {reason}")
+
+        return pytest.mark.browser(pytest.mark.e2e(fails))
     return pytest.mark.browser(pytest.mark.e2e(pytest.mark.skipif(CHROMIUM is None, reason=reason)(test)))
 
 
