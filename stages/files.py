@@ -4,6 +4,7 @@ Every output is written to a temporary file in the same folder and renamed into 
 killed at any moment leaves either the old file or the new one, never half of one.
 """
 
+import codecs
 import contextlib
 import io
 import json
@@ -18,13 +19,21 @@ from stages.errors import UserError
 
 POINT_COLUMNS = ["x1", "x2", "label"]
 NOT_A_NUMBER = re.compile(r"[A-DF-Za-df-z]")
+# A number as a CSV means one (and as pandas and NumPy read it): ASCII digits, an optional sign, point
+# and exponent, spaces around. Python's float() reads more that no CSV reader does: 1_0, nan, Arabic
+# digits.
+NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*", re.ASCII)
 
 
 class DataError(UserError):
     pass
 
 
-def write_bytes(path, data: bytes) -> None:
+@contextlib.contextmanager
+def atomic_file(path):
+    """A binary file for the new contents of `path`: a temporary file in the same folder, renamed
+    into place once the block has written it all, removed if the block raises. A writer killed at
+    any moment leaves the old file whole (and a stale temporary file, which the next write clears)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer that was killed
@@ -32,7 +41,7 @@ def write_bytes(path, data: bytes) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(temporary, "wb") as file:
-            file.write(data)
+            yield file
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
@@ -40,15 +49,29 @@ def write_bytes(path, data: bytes) -> None:
         temporary.unlink(missing_ok=True)
 
 
+def write_bytes(path, data: bytes) -> None:
+    with atomic_file(path) as file:
+        file.write(data)
+
+
 def write_json(path, obj) -> None:
     write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
+ROWS_PER_WRITE = 65536  # formatted and written a block at a time: memory stays that of the arrays
+
+
 def write_table(path, columns: dict) -> None:
     """A CSV with a header row: floats in their shortest exact form (repr), integers as integers."""
-    rows = zip(*(np.asarray(values).tolist() for values in columns.values()), strict=True)
-    lines = [",".join(columns), *(",".join(map(repr, row)) for row in rows)]
-    write_bytes(path, ("\n".join(lines) + "\n").encode())
+    arrays = [np.asarray(values) for values in columns.values()]
+    if len({len(array) for array in arrays}) > 1:
+        raise ValueError(f"{path}: columns of different lengths {[len(array) for array in arrays]}")
+    rows = len(arrays[0]) if arrays else 0
+    with atomic_file(path) as file:
+        file.write((",".join(columns) + "\n").encode())
+        for start in range(0, rows, ROWS_PER_WRITE):
+            block = zip(*(array[start : start + ROWS_PER_WRITE].tolist() for array in arrays), strict=True)
+            file.write("".join(",".join(map(repr, row)) + "\n" for row in block).encode())
 
 
 def write_points(path, points: np.ndarray, labels: np.ndarray) -> None:
@@ -66,6 +89,8 @@ def read_points(path, classes: int):
         raise DataError(f"{path}: not a readable CSV ({type(error).__name__})") from None
     if not raw:
         raise DataError(f"{path}: not a readable CSV (the file is empty)")
+    if raw.startswith(codecs.BOM_UTF8):  # Excel's "CSV UTF-8"; invisible in a message about columns
+        raise DataError(f"{path}: starts with a byte-order mark (U+FEFF); save it as UTF-8 without one")
     columns = header.rstrip("\r").split(",")
     if columns != POINT_COLUMNS:
         raise DataError(f"{path}: columns are {','.join(columns)}; expected {','.join(POINT_COLUMNS)}")
@@ -104,10 +129,7 @@ def _find_bad_cell(path, body):
             )
         cells += [""] * (len(POINT_COLUMNS) - len(cells))
         for column, cell in zip(POINT_COLUMNS, cells, strict=True):
-            try:
-                number = float(cell)
-            except ValueError:
-                number = math.nan
+            number = float(cell) if NUMBER.fullmatch(cell) else math.nan
             if not math.isfinite(number):
                 raise DataError(
                     f"{path}: row {line_number}, column {column}: {_quote(cell)} is not a finite number"
