@@ -220,8 +220,7 @@ def git_or_dvc(*cmd, cwd, timeout, check=True, refuse=None):
     except subprocess.TimeoutExpired:
         raise UserError(f"{' '.join(cmd[:3])}: no answer in {timeout:g} s (--timeout)") from None
     if check and result.returncode:
-        lines = result.stderr.strip().splitlines() or [f"{cmd[0]} exited {result.returncode}"]
-        raise UserError(refuse or f"{' '.join(cmd[:3])}: {lines[-1]}")
+        raise UserError(refuse or f"{' '.join(cmd[:3])}: {error_line(result.stderr, result.returncode)}")
     return result.stdout
 
 
@@ -245,6 +244,7 @@ def run_on_ray(args, origin, commit, trials):
     except KeyboardInterrupt:
         ray.shutdown()
         sys.exit(130)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # see trial()
     task = ray.remote(num_cpus=1, max_retries=args.retries)(trial)
     env = worker_env()
     pending = {task.remote(origin, commit, name, point, env, args.timeout): name for name, point in trials}
@@ -325,6 +325,8 @@ def trial(origin, commit, name, point, env, timeout):
     """One grid point, on a worker: clone, `dvc exp run`, push data then the ref. Returns its result."""
     import ray  # noqa: PLC0415
 
+    # Ray's subreaper mode ignores SIGCHLD, and then every child's exit status, and its children's, reads 0.
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     start = time.perf_counter()
     node = ray.get_runtime_context().get_node_id()
     result = dict(name=name, node=node, host=socket.gethostname(), pid=os.getpid(), timings={})
