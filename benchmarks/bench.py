@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 HEAVY = ("torch", "torchmetrics", "sklearn", "matplotlib", "pandas", "scipy")
-STAGES = ("generate", "split", "train", "evaluate", "plot")
+STAGES = ("generate", "split", "train", "evaluate", "plot", "animate")
 DATASETS = ("moons", "spiral")
 SCALE = (1_000, 100_000, 1_000_000)
 SCALE_TRAIN = dict(epochs=3, batch_size=1024)  # a few mini-batch epochs keep 1e6 points to minutes

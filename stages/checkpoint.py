@@ -1,13 +1,15 @@
-"""The checkpoint file, and the model it holds as NumPy computes it.
+"""The checkpoint files, and the model they hold as NumPy computes it.
 
-A checkpoint is the MLP's weights and, in the metadata, the config that rebuilds it and the device
-that trained it, written and read by the safetensors library. It is plain data, so loading one can
-never run code, and NumPy reads it as readily as torch: the plot stage draws the model without
-importing torch and its start-up (models.py turns it into a torch MLP).
+A checkpoint is the MLP's weights and, in the metadata, the config that rebuilds it (its features
+included) and the device that trained it, written and read by the safetensors library. The
+snapshots file is the same with every tensor stacked over the epochs of training that were kept,
+and an `epoch` tensor naming them. Both are plain data, so loading one can never run code, and
+NumPy reads them as readily as torch: the plot stages draw the model without importing torch and
+its start-up (models.py turns a checkpoint into a torch MLP). The activations and the features are
+stages/functions.py's, the same definitions the torch model uses.
 """
 
 import json
-import math
 from dataclasses import asdict, dataclass
 from itertools import pairwise
 
@@ -16,49 +18,30 @@ import safetensors.numpy
 from safetensors import SafetensorError, safe_open
 
 from stages.errors import UserError
-from stages.files import write_bytes
-from stages.params import ACTIVATIONS, ParamsError, parse_section, spec
-
-LEAKY_SLOPE = 0.01  # torch.nn.LeakyReLU's default
+from stages.files import model_path, write_bytes
+from stages.functions import ACTIVATIONS, FEATURES, features, sigmoid
+from stages.params import DatasetParams, ParamsError, parse_section, spec
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """What models.MLP is built from, as a checkpoint's metadata records it; checked as params are."""
 
-    hidden: list[int] = spec(low=1)
+    hidden: list[int] = spec(low=1, min_items=0)
     activation: str = spec(choices=ACTIVATIONS)
     classes: int = spec(low=2)
-    in_features: int = spec(low=1)
+    features: list[str] = spec(choices=FEATURES)
 
 
 def layer_shapes(config: dict) -> dict[str, tuple[int, ...]]:
     """Each tensor's name and shape, as models.MLP's nn.Sequential names them: Linear layers at the
     even indices, an activation between each."""
-    widths = [config["in_features"], *config["hidden"], 1 if config["classes"] == 2 else config["classes"]]
+    widths = [len(config["features"]), *config["hidden"], 1 if config["classes"] == 2 else config["classes"]]
     shapes = {}
     for layer, (fan_in, fan_out) in enumerate(pairwise(widths)):
         shapes[f"net.{2 * layer}.weight"] = (fan_out, fan_in)
         shapes[f"net.{2 * layer}.bias"] = (fan_out,)
     return shapes
-
-
-def _erf(x):
-    """erf to within 1.5e-7 (Abramowitz & Stegun 7.1.26), a couple of float32 steps: NumPy has
-    no erf, and scipy would cost the start-up this module saves."""
-    t = 1.0 / (1.0 + 0.3275911 * np.abs(x))
-    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
-    return np.sign(x) * (1.0 - poly * np.exp(-x * x))
-
-
-NUMPY_ACTIVATIONS = {
-    "relu": lambda x: np.maximum(x, 0.0),
-    "tanh": np.tanh,
-    "sigmoid": lambda x: 0.5 * (1.0 + np.tanh(0.5 * x)),  # 1 / (1 + e^-x), with no overflow
-    "pure_tanh": np.tanh,  # the same function as tanh, only written differently in models.py
-    "gelu": lambda x: 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0))),
-    "leaky_relu": lambda x: np.where(x > 0, x, LEAKY_SLOPE * x),
-}
 
 
 @dataclass(frozen=True)
@@ -67,48 +50,115 @@ class Checkpoint:
     weights: dict[str, np.ndarray]  # float32, of the shapes layer_shapes gives
     device: str = "unknown"  # the hardware that trained it, from the metadata
 
+    def layers(self, points) -> list[np.ndarray]:
+        """What each layer computes for (n, 2) points, in float64: the features, every hidden
+        layer's activations, then the (n, classes) class probabilities."""
+        activation = ACTIVATIONS[self.config["activation"]].numpy
+        count = len(self.config["hidden"]) + 1
+        x = features(np, np.asarray(points, dtype=np.float64), self.config["features"])
+        out = [x]
+        for i in range(count):
+            x = x @ self.weights[f"net.{2 * i}.weight"].T + self.weights[f"net.{2 * i}.bias"]
+            out.append(activation(np, x) if i < count - 1 else _probabilities(x))
+            x = out[-1]
+        return out
+
     def probabilities(self, points, batch_size: int = 65536) -> np.ndarray:
         """(n, classes) class probabilities in float64, a batch at a time to bound memory."""
-        activation = NUMPY_ACTIVATIONS[self.config["activation"]]
-        layers = len(self.config["hidden"]) + 1
-        weights = [
-            (self.weights[f"net.{2 * i}.weight"].T, self.weights[f"net.{2 * i}.bias"]) for i in range(layers)
-        ]
         points = np.asarray(points, dtype=np.float64)
-        out = []
-        for start in range(0, len(points), batch_size):
-            x = points[start : start + batch_size]
-            for i, (weight, bias) in enumerate(weights):
-                x = x @ weight + bias
-                if i < layers - 1:
-                    x = activation(x)
-            out.append(_probabilities(x))
+        out = [
+            self.layers(points[start : start + batch_size])[-1] for start in range(0, len(points), batch_size)
+        ]
         return np.concatenate(out) if out else np.empty((0, self.config["classes"]))
+
+    def check(self, path, name: str, dataset: DatasetParams) -> "Checkpoint":
+        """This checkpoint, if it was trained for the classes and features params.yaml gives the
+        dataset now (a stage run by hand after an edit would otherwise draw or score a stale model)."""
+        for key, now in (
+            ("data.classes", dataset.data.classes),
+            ("model.features", list(dataset.model.features)),
+        ):
+            saved = self.config[key.split(".")[1]]
+            if saved != now:
+                show = (lambda v: f"[{', '.join(v)}]") if isinstance(now, list) else str
+                raise UserError(
+                    f"{path}: trained with {key.split('.')[1]} {show(saved)}, but params.yaml has "
+                    f"datasets.{name}.{key} = {show(now)}; retrain it (`dvc repro`)"
+                )
+        return self
+
+
+@dataclass(frozen=True)
+class Snapshots:
+    """The model at some epochs of its training: snapshots[i] is a Checkpoint, at epochs[i]."""
+
+    config: dict
+    epochs: list[int]
+    weights: dict[str, np.ndarray]  # float32, (len(epochs), *shape) for each of layer_shapes
+    device: str = "unknown"
+
+    def __len__(self):
+        return len(self.epochs)
+
+    def __getitem__(self, i) -> Checkpoint:
+        return Checkpoint(self.config, {name: array[i] for name, array in self.weights.items()}, self.device)
+
+    check = Checkpoint.check
 
 
 def _probabilities(logits):
     if logits.shape[1] == 1:  # one logit, read through a sigmoid
-        positive = NUMPY_ACTIVATIONS["sigmoid"](logits[:, 0])
+        positive = sigmoid(np, logits[:, 0])
         return np.column_stack([1.0 - positive, positive])
     exp = np.exp(logits - logits.max(axis=1, keepdims=True))
     return exp / exp.sum(axis=1, keepdims=True)
 
 
+def snapshots_path(name: str):
+    """models/<name>.snapshots.safetensors: never another dataset's checkpoint, as no name holds a dot."""
+    return model_path(name).with_suffix(".snapshots.safetensors")
+
+
 def write_checkpoint(path, config: dict, weights: dict[str, np.ndarray], device: str = "cpu") -> None:
     """The same bytes for the same weights, config and device: the library orders tensors by name.
     `device` (cpu, or cuda with the GPU's model) says which hardware computed the weights."""
-    weights = {name: np.ascontiguousarray(array, dtype=np.float32) for name, array in weights.items()}
+    _write(
+        path, config, {name: np.asarray(array, dtype=np.float32) for name, array in weights.items()}, device
+    )
+
+
+def write_snapshots(path, config: dict, epochs, weights: dict[str, np.ndarray], device: str = "cpu") -> None:
+    """Snapshots: `weights` holds each tensor stacked over `epochs`, as Snapshots.weights does."""
+    tensors = {name: np.asarray(array, dtype=np.float32) for name, array in weights.items()}
+    _write(path, config, tensors | {"epoch": np.asarray(epochs, dtype=np.int64)}, device)
+
+
+def _write(path, config, tensors, device):
+    tensors = {name: np.ascontiguousarray(array) for name, array in tensors.items()}
     # One metadata entry: the library writes several in a random order (a hash map), changing the bytes.
     metadata = {"config": json.dumps({**config, "device": device}, sort_keys=True)}
-    write_bytes(path, safetensors.numpy.save(weights, metadata=metadata))  # atomic, unlike save_file
+    write_bytes(path, safetensors.numpy.save(tensors, metadata=metadata))  # atomic, unlike save_file
 
 
 def read_checkpoint(path) -> Checkpoint:
     """A checkpoint, checked whole: the format by the library, then the config in its metadata, and an
     F32 tensor of the right shape for every layer."""
+    config, weights, device = _read(path, stacked=False)
+    return Checkpoint(config, weights, device)
 
+
+def read_snapshots(path) -> Snapshots:
+    """Snapshots, checked as a checkpoint is, with an I64 `epoch` tensor giving the stacks' length."""
+    config, weights, device = _read(path, stacked=True)
+    epochs = weights.pop("epoch").tolist()
+    return Snapshots(config, epochs, weights, device)
+
+
+def _read(path, stacked):
     def invalid(why):
-        return UserError(f"{path}: not a Boundary Lab checkpoint ({why})")
+        return UserError(
+            f"{path}: not a Boundary Lab {'snapshots file' if stacked else 'checkpoint'} ({why})"
+        )
 
     try:
         file = safe_open(path, framework="numpy")
@@ -129,14 +179,25 @@ def read_checkpoint(path) -> Checkpoint:
             config = asdict(parse_section(ModelConfig, config, "config"))
         except ParamsError as error:
             raise invalid(error) from None
-        expected = layer_shapes(config)
+        expected = {name: ("F32", shape) for name, shape in layer_shapes(config).items()}
+        if stacked:
+            epochs = file.get_slice("epoch") if "epoch" in file.keys() else None  # noqa: SIM118 (no __contains__)
+            if epochs is None or epochs.get_dtype() != "I64" or len(epochs.get_shape()) != 1:
+                raise invalid("no I64 vector named epoch")
+            count = tuple(epochs.get_shape())
+            expected = {name: (dtype, count + shape) for name, (dtype, shape) in expected.items()}
+            expected["epoch"] = ("I64", count)
         if set(file.keys()) != set(expected):
             raise invalid(f"tensors {sorted(file.keys())}; the config needs {sorted(expected)}")
-        for name, shape in expected.items():  # checked before loading: NumPy has no bfloat16, for one
+        for name, (
+            dtype,
+            shape,
+        ) in expected.items():  # before loading: NumPy has no bfloat16, for one
             tensor = file.get_slice(name)
-            if tensor.get_dtype() != "F32" or tuple(tensor.get_shape()) != shape:
+            if tensor.get_dtype() != dtype or tuple(tensor.get_shape()) != shape:
                 raise invalid(
-                    f"tensor {name} is {tensor.get_dtype()} {tensor.get_shape()}; expected F32 {list(shape)}"
+                    f"tensor {name} is {tensor.get_dtype()} {tensor.get_shape()}; "
+                    f"expected {dtype} {list(shape)}"
                 )
         weights = {name: file.get_tensor(name) for name in expected}
-        return Checkpoint(config, weights, str(device))
+        return config, weights, str(device)

@@ -45,10 +45,11 @@ def scores(logits, labels, classes):
 
 def main(name):
     params = load_params()
-    classes = params.dataset(name).data.classes
+    dataset = params.dataset(name)
+    classes = dataset.data.classes
 
     configure_torch()
-    model = load_checkpoint(model_path(name))
+    model = load_checkpoint(model_path(name), name, dataset)
     logits = {}
     for split in ("train", "test", "fresh"):
         points, labels = read_points(data_path(name, split), classes)

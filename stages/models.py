@@ -7,56 +7,46 @@ import torch
 from torch import nn
 from torch.optim.adam import adam
 
-from stages.checkpoint import read_checkpoint, write_checkpoint
+from stages.checkpoint import read_checkpoint, write_checkpoint, write_snapshots
 from stages.errors import UserError
+from stages.functions import ACTIVATIONS as DEFINITIONS
+from stages.functions import features, pure_tanh_of
+
+# Each activation's torch module, from its one definition in stages/functions.py.
+ACTIVATIONS = {name: activation.torch(torch) for name, activation in DEFINITIONS.items()}
+PureTanh = ACTIVATIONS["pure_tanh"]
 
 
 def pure_tanh(x: torch.Tensor) -> torch.Tensor:
-    """tanh(x) = (1 - e^(-2x)) / (1 + e^(-2x)), from its definition in tensor operations.
-
-    Written for x >= 0 and mirrored (tanh is odd), so that the exponential only ever sees a
-    non-positive argument: no overflow, no inf/inf at |x| = 1e4, and expm1 keeps full precision
-    near 0. Autograd differentiates it, to within rounding of torch's own 1 - tanh^2.
-    """
-    magnitude = torch.where(x >= 0, x, -x)
-    decay = torch.exp(-2.0 * magnitude)
-    value = -torch.expm1(-2.0 * magnitude) / (1.0 + decay)
-    return torch.where(x >= 0, value, -value)
-
-
-class PureTanh(nn.Module):
-    def forward(self, x):
-        return pure_tanh(x)
-
-
-ACTIVATIONS = {
-    "relu": nn.ReLU,
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-    "pure_tanh": PureTanh,
-    "gelu": nn.GELU,
-    "leaky_relu": nn.LeakyReLU,
-}
+    """functions.pure_tanh_of in torch operations: tanh from its definition (see there)."""
+    return pure_tanh_of(torch, x)
 
 
 class MLP(nn.Module):
-    """Linear layers of the given widths with an activation between each; one logit for two
-    classes (read through a sigmoid), one per class otherwise (read through a softmax)."""
+    """The features of each point (stages/functions.py), then Linear layers of the given widths
+    with an activation between each; one logit for two classes (read through a sigmoid), one per
+    class otherwise (read through a softmax). No hidden layer: a linear model of the features."""
 
-    def __init__(self, hidden: list[int], activation: str, classes: int, in_features: int = 2):
+    def __init__(self, hidden: list[int], activation: str, classes: int, features=("x1", "x2")):
         super().__init__()
-        layers, width = [], in_features
+        self.features = list(features)
+        layers, width = [], len(self.features)
         for size in hidden:
             layers += [nn.Linear(width, size), ACTIVATIONS[activation]()]
             width = size
         layers.append(nn.Linear(width, 1 if classes == 2 else classes))
         self.net = nn.Sequential(*layers)
         self.config = dict(
-            hidden=list(hidden), activation=activation, classes=classes, in_features=in_features
+            hidden=list(hidden), activation=activation, classes=classes, features=self.features
         )
 
-    def forward(self, x):
-        return self.net(x)
+    def forward(self, points):
+        return self.net(features(torch, points, self.features))
+
+
+def l1_penalty(model: nn.Module) -> torch.Tensor:
+    """The sum of |w| over the weights, not the biases, as TensorFlow Playground's L1 takes it."""
+    return sum(param.abs().sum() for name, param in model.named_parameters() if name.endswith("weight"))
 
 
 class Adam:
@@ -133,9 +123,23 @@ def save_checkpoint(path, model: MLP, device: str = "cpu") -> None:
     write_checkpoint(path, model.config, weights, device)
 
 
-def load_checkpoint(path) -> MLP:
-    """Rebuild a model from its checkpoint (checked whole by read_checkpoint: plain data, never code)."""
+def weights_now(model: MLP) -> dict[str, torch.Tensor]:
+    """A copy of the model's weights as they are, on the CPU: one snapshot."""
+    return {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
+
+
+def save_snapshots(path, model: MLP, epochs: list[int], snapshots: list[dict], device: str = "cpu") -> None:
+    """The weights_now() taken at each of `epochs`, stacked, in a file of their own."""
+    stacked = {name: torch.stack([weights[name] for weights in snapshots]).numpy() for name in snapshots[0]}
+    write_snapshots(path, model.config, epochs, stacked, device)
+
+
+def load_checkpoint(path, name: str | None = None, dataset=None) -> MLP:
+    """Rebuild a model from its checkpoint (checked whole by read_checkpoint: plain data, never code),
+    refused if it disagrees with the `dataset`'s params (Checkpoint.check), when given."""
     saved = read_checkpoint(path)
+    if dataset is not None:
+        saved.check(path, name, dataset)
     model = MLP(**saved.config)
     model.load_state_dict({name: torch.from_numpy(array) for name, array in saved.weights.items()})
     return model.eval()

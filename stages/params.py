@@ -11,12 +11,12 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, get_args, get_origin
 
 from stages.errors import UserError
+from stages.functions import ACTIVATIONS, FEATURES
 
 PARAMS_FILE = "params.yaml"
 
 KINDS = ("moons", "spiral", "circles", "xor", "blobs")
 BINARY_KINDS = ("moons", "circles", "xor")  # these generators make exactly two classes
-ACTIVATIONS = ("relu", "tanh", "sigmoid", "pure_tanh", "gelu", "leaky_relu")
 DEVICES = ("cpu", "cuda", "auto")
 DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # used in file names
 CURVES = ("loss", "accuracy")  # folders of plots/ shared by every dataset's learning curves
@@ -26,9 +26,11 @@ class ParamsError(UserError):
     pass
 
 
-def spec(default=MISSING, *, low=None, high=None, low_open=False, high_open=False, choices=None):
-    """A field with the range or the choices its value must fall in."""
+def spec(default=MISSING, *, low=None, high=None, low_open=False, high_open=False, choices=None, min_items=1):
+    """A field with the range or the choices its value (a list's every item) must fall in, and a
+    list's least length."""
     check = dict(low=low, high=high, low_open=low_open, high_open=high_open, choices=choices)
+    check["min_items"] = min_items
     return field(default=default, metadata=check)
 
 
@@ -49,8 +51,9 @@ class SplitParams:
 
 @dataclass(frozen=True)
 class ModelParams:
-    hidden: list[int] = spec(low=1)
+    hidden: list[int] = spec(low=1, min_items=0)  # none: a linear model of the features
     activation: str = spec(choices=ACTIVATIONS)
+    features: list[str] = spec(("x1", "x2"), choices=FEATURES)  # the model's inputs, from (x1, x2)
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class TrainParams:
     lr: float = spec(low=0.0, low_open=True)
     seed: int = spec(low=0)
     weight_decay: float = spec(0.0, low=0.0)
+    l1: float = spec(0.0, low=0.0)  # rate of the L1 penalty on the weights (not the biases)
     batch_size: int | None = spec(None, low=1)  # None: full batch
     log_every: int = spec(10, low=1)  # epochs between rows of the learning curves
     device: str = spec("cpu", choices=DEVICES)
@@ -82,6 +86,7 @@ class PlotParams:
     resolution: int = spec(200, low=10, high=2000)  # grid cells per axis
     max_points: int = spec(2000, low=1)  # points drawn per figure, sampled when there are more
     dpi: int = spec(100, low=30, high=600)
+    frames: int = spec(40, low=2, high=200)  # of the animation of training, at most one per snapshot
 
 
 @dataclass(frozen=True)
@@ -174,9 +179,11 @@ def _value(kind, value, key, check):
         item_type = get_args(kind)[1]
         return {str(name): _value(item_type, item, _join(key, name), check) for name, item in value.items()}
     if origin is list:
-        if not isinstance(value, list) or not value:
+        if not isinstance(value, list) or len(value) < check.get("min_items", 1):
             _reject(key, value, _expected(kind, check))
-        return [_value(int, item, f"{key}[{i}]", check) for i, item in enumerate(value)]
+        if check.get("choices") is not None and len(set(map(repr, value))) < len(value):
+            _reject(key, value, _expected(kind, check) + ", each at most once")
+        return [_value(get_args(kind)[0], item, f"{key}[{i}]", check) for i, item in enumerate(value)]
     if get_args(kind) and type(None) in get_args(kind):  # an optional setting
         return None if value is None else _value(get_args(kind)[0], value, key, check)
     return _scalar(kind, value, key, check)
@@ -240,7 +247,8 @@ def _expected(kind, check):
     if get_origin(kind) is dict:
         return "a mapping of name to settings"
     if get_origin(kind) is list:
-        return f"a non-empty list of {_describe(int, check)}"
+        size = "a non-empty list" if check.get("min_items", 1) else "a list"
+        return f"{size} of {_describe(get_args(kind)[0], check)}"
     return _describe(kind, check)
 
 

@@ -1,111 +1,102 @@
-"""Stage plot: the decision boundary over the training set and over the test set.
+"""Stage plot: the final model's decision boundary over the training and the test set, and what
+each of its neurons computes.
 
-Writes plots/<name>/boundary_train.png and plots/<name>/boundary_test.png. Both share axes and
-colours: the shading is the model's class probabilities (deeper colour, more confident), the black
-line is where the predicted class changes, points are coloured by their true class and those the
-model gets wrong are drawn as crosses.
+Writes plots/<name>/boundary_train.png and plots/<name>/boundary_test.png (stages/drawing.py's
+picture: both share axes and colours), and plots/<name>/neurons.png: as TensorFlow Playground draws
+them beside the network, a small map over the same plane of each input feature, of every hidden
+unit's activation, layer by layer, and of the output. The model runs in NumPy (stages/checkpoint.py):
+this stage needs no torch.
 """
 
 import io
+import math
 
-import matplotlib
 import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from stages.checkpoint import read_checkpoint
+from stages.drawing import BoundaryFigure, Plane, plt, shading
+from stages.errors import run
+from stages.files import data_path, model_path, plots_dir, read_points, write_bytes
+from stages.params import load_params
 
-from stages.checkpoint import read_checkpoint  # noqa: E402
-from stages.errors import run  # noqa: E402
-from stages.files import data_path, model_path, plots_dir, read_points, write_bytes  # noqa: E402
-from stages.params import load_params  # noqa: E402
-
-COLOURS = np.array(matplotlib.colormaps["tab10"].colors)
-
-
-def probability_field(model, low, high, resolution):
-    """Class probabilities on a resolution x resolution grid spanning [low, high]."""
-    axes = [np.linspace(low[i], high[i], resolution) for i in range(2)]
-    grid_x, grid_y = np.meshgrid(*axes)
-    grid = np.column_stack([grid_x.ravel(), grid_y.ravel()])
-    return model.probabilities(grid).reshape(resolution, resolution, -1)
+TILE = 48  # grid points a side of each neuron's map, drawn one pixel each at 100 dpi
+UNITS = plt.get_cmap("RdBu")  # Playground's diverging colours: one sign red, the other blue
 
 
-def draw(field, low, high, points, labels, predicted, title, accuracy, dpi):
-    classes = field.shape[-1]
-    colours = COLOURS[:classes]
-    light = 1.0 - 0.55 * (1.0 - colours)  # each class colour, blended towards white
-    shading = np.clip(field @ light, 0.0, 1.0)
+def main(name):
+    params = load_params()
+    dataset, plot = params.dataset(name), params.plot
+    path = model_path(name)
+    model = read_checkpoint(path).check(path, name, dataset)
+    splits = {split: read_points(data_path(name, split), dataset.data.classes) for split in ("train", "test")}
+    plane = Plane(np.concatenate([points for points, _ in splits.values()]), plot.resolution)
+    field = plane.field(model)
 
-    figure, axes = plt.subplots(figsize=(6, 5.4), dpi=dpi, layout="constrained")
-    extent = (low[0], high[0], low[1], high[1])
-    # The field was sampled at the grid's points, from edge to edge: each pixel is centred on its
-    # point, so the image reaches half a cell beyond [low, high] and lines up with the contours.
-    half_cell = (high - low) / (2 * (np.array([field.shape[1], field.shape[0]]) - 1))  # x, y
-    pixels = (low[0] - half_cell[0], high[0] + half_cell[0], low[1] - half_cell[1], high[1] + half_cell[1])
-    axes.imshow(shading, origin="lower", extent=pixels, aspect="auto", interpolation="bilinear")
-    grid_x, grid_y = np.meshgrid(
-        np.linspace(low[0], high[0], field.shape[1]), np.linspace(low[1], high[1], field.shape[0])
+    figure = BoundaryFigure(plane, dataset.data.classes, plot.dpi)
+    sample = np.random.default_rng(0)
+    for split, (points, labels) in splits.items():
+        predicted = model.probabilities(points).argmax(axis=1)
+        shown = np.arange(len(labels))
+        if len(shown) > plot.max_points:  # a bounded, seeded sample keeps big sets readable and fast
+            shown = np.sort(sample.choice(len(labels), plot.max_points, replace=False))
+        count = f"{len(shown)} of {len(labels)}" if len(shown) < len(labels) else f"{len(labels)}"
+        title = f"{name}: {split} set ({count} points)"
+        caption = f"accuracy {(predicted == labels).mean():.1%}"
+        figure.draw(field, points[shown], labels[shown], predicted[shown], title, caption)
+        write_bytes(plots_dir(name) / f"boundary_{split}.png", figure.png())
+    figure.close()
+    write_bytes(
+        plots_dir(name) / "neurons.png",
+        neurons(model, Plane(np.stack([plane.low, plane.high]), TILE, margin=0.0), name),
     )
-    for k in range(classes):
-        # The boundary of class k: where its probability equals the best of the others.
-        others = np.delete(field, k, axis=-1).max(axis=-1)
-        axes.contour(grid_x, grid_y, field[..., k] - others, levels=[0.0], colors="black", linewidths=1.2)
 
-    right = predicted == labels
-    axes.scatter(*points[right].T, c=colours[labels[right]], s=18, edgecolors="white", linewidths=0.4)
-    axes.scatter(
-        *points[~right].T, c=colours[labels[~right]], s=60, marker="X", edgecolors="black", linewidths=0.8
-    )
-    handles = [axes.scatter([], [], c=[colours[k]], s=30, label=f"class {k}") for k in range(classes)]
-    handles.append(
-        axes.scatter([], [], c="white", s=60, marker="X", edgecolors="black", label="misclassified")
-    )
-    axes.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.85)
 
-    axes.text(
-        0.02,
-        0.98,
-        f"accuracy {accuracy:.1%}",
-        transform=axes.transAxes,
-        va="top",
-        fontsize=11,
-        fontweight="bold",
-        bbox=dict(boxstyle="round", facecolor="white", alpha=0.85),
-    )
-    axes.set(xlim=extent[:2], ylim=extent[2:], xlabel="x1", ylabel="x2", title=title)
+def neurons(model, plane, name) -> bytes:
+    """One block per layer, each unit's map a tile in a near-square grid of them: the features, every
+    hidden layer (each unit scaled to its own largest |value|, 0 white), and the output's shading."""
+    *layers, output = model.layers(plane.points)
+    names = [f"inputs: {', '.join(model.config['features'])}"]
+    names += [
+        f"layer {i + 1}: {width} {model.config['activation']}"
+        for i, width in enumerate(model.config["hidden"])
+    ]
+    blocks = [mosaic(UNITS(0.5 + 0.5 * unit_scaled(values))[..., :3]) for values in layers]
+    blocks.append(mosaic(shading(output)[:, None, :]))
+    names.append("output")
+    columns = [block.shape[1] for block in blocks]
+    inches = (sum(columns) + 2 * TILE) / 100 + 0.3 * len(blocks), max(b.shape[0] for b in blocks) / 100 + 0.8
+    figure, axes = plt.subplots(1, len(blocks), figsize=inches, dpi=100, width_ratios=columns, squeeze=False)
+    for ax, block, title in zip(axes[0], blocks, names, strict=True):
+        ax.imshow(block, origin="lower", interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.set_axis_off()
+    figure.suptitle(f"{name}: what each neuron computes over the plane (x1 across, x2 up)", fontsize=11)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", metadata={"Software": None})
     plt.close(figure)
     return buffer.getvalue()
 
 
-def main(name):
-    params = load_params()
-    classes, plot = params.dataset(name).data.classes, params.plot
+def unit_scaled(values):
+    """(n, units) scaled into [-1, 1] per unit by its largest |value| (a unit 0 everywhere stays 0)."""
+    peak = np.abs(values).max(axis=0)
+    return values / np.where(peak > 0, peak, 1.0)
 
-    model = read_checkpoint(model_path(name))  # the MLP run in NumPy: this stage needs no torch
-    splits = {split: read_points(data_path(name, split), classes) for split in ("train", "test")}
-    every_point = np.concatenate([points for points, _ in splits.values()])
-    low, high = every_point.min(axis=0), every_point.max(axis=0)
-    margin = 0.08 * (high - low)
-    low, high = low - margin, high + margin
-    field = probability_field(model, low, high, plot.resolution)
 
-    sample = np.random.default_rng(0)
-    for split, (points, labels) in splits.items():
-        predicted = model.probabilities(points).argmax(axis=1)
-        accuracy = (predicted == labels).mean()
-        shown = np.arange(len(labels))
-        if len(shown) > plot.max_points:  # a bounded, seeded sample keeps big sets readable and fast
-            shown = np.sort(sample.choice(len(labels), plot.max_points, replace=False))
-        count = (
-            f"{len(labels)} points" if len(shown) == len(labels) else f"{len(shown)} of {len(labels)} points"
+def mosaic(colours, gap: int = 4):
+    """(TILE^2, units, 3) colours as tiles of TILE x TILE pixels, rows of ceil(sqrt(units)), on white."""
+    units = colours.shape[1]
+    across = math.ceil(math.sqrt(units))
+    down = math.ceil(units / across)
+    size = TILE + gap
+    out = np.ones((down * size - gap, across * size - gap, 3))
+    for unit in range(units):
+        row, column = divmod(unit, across)
+        row = down - 1 - row  # origin="lower": the first unit at the top left
+        out[row * size : row * size + TILE, column * size : column * size + TILE] = colours[:, unit].reshape(
+            TILE, TILE, 3
         )
-        title = f"{name}: {split} set ({count})"
-        png = draw(
-            field, low, high, points[shown], labels[shown], predicted[shown], title, accuracy, plot.dpi
-        )
-        write_bytes(plots_dir(name) / f"boundary_{split}.png", png)
+    return out
 
 
 if __name__ == "__main__":

@@ -1,13 +1,16 @@
-"""Stage train: fit the MLP with Adam, log learning curves, save the checkpoint.
+"""Stage train: fit the MLP with Adam, log learning curves, keep snapshots, save the checkpoint.
 
-Writes models/<name>.safetensors, plots/loss/<name>.csv and plots/accuracy/<name>.csv (columns
-epoch, train, test: a row every `log_every` epochs, from epoch 0, the untrained model).
+Writes models/<name>.safetensors, models/<name>.snapshots.safetensors (the weights at epoch 0, the
+untrained model, at every epoch of snapshot_epochs(), densest early on, and at the last), and
+plots/loss/<name>.csv and plots/accuracy/<name>.csv (columns epoch, train, test: a row every
+`log_every` epochs, from epoch 0). The curves' loss is the data's; the L1 penalty is not in it.
 """
 
 import sys
 
 import torch
 
+from stages.checkpoint import snapshots_path
 from stages.errors import run
 from stages.files import curve_path, data_path, model_path, read_points, write_table
 from stages.models import (
@@ -15,47 +18,68 @@ from stages.models import (
     Adam,
     configure_torch,
     device_name,
+    l1_penalty,
     logits_of,
     make_loss,
     predict,
     resolve_device,
     save_checkpoint,
+    save_snapshots,
+    weights_now,
 )
 from stages.params import CURVES, load_params
+
+SNAPSHOTS = 200  # at most; stages.animate draws plot.frames of them
 
 
 def main(name):
     params = load_params()
     dataset = params.dataset(name)
-    classes, train = dataset.data.classes, dataset.train
+    classes, model_params, train = dataset.data.classes, dataset.model, dataset.train
 
     device = resolve_device(train.device, f"datasets.{name}.train.device")
     hardware = device_name(device)
     configure_torch(train.seed, device)
     train_set, test_set = (read_tensors(name, split, classes, device) for split in ("train", "test"))
-    model = MLP(dataset.model.hidden, dataset.model.activation, classes).to(device)
+    model = MLP(model_params.hidden, model_params.activation, classes, model_params.features).to(device)
     loss_fn = make_loss(classes)
     optimizer = Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     shuffle = torch.Generator().manual_seed(train.seed)
+    kept = snapshot_epochs(train.epochs)
+    snapshots = [weights_now(model)]
 
-    history = [score(model, 0, train_set, test_set, loss_fn)]
-    report(name, hardware, history[0], train.epochs)
+    curves = {curve: {"epoch": [], "train": [], "test": []} for curve in CURVES}
+    log(curves, 0, model, train_set, test_set, loss_fn)
+    report(name, hardware, curves, train.epochs)
     points, labels = train_set
     for epoch in range(1, train.epochs + 1):
         for batch in batches(len(labels), train.batch_size, shuffle, device):
             optimizer.zero_grad()
-            loss_fn(model(points[batch]), labels[batch]).backward()
+            loss = loss_fn(model(points[batch]), labels[batch])
+            if train.l1:  # only then: the default's loss, and so its weights, stay bit for bit as before
+                loss = loss + train.l1 * l1_penalty(model)
+            loss.backward()
             optimizer.step()
+        if epoch in kept:
+            snapshots.append(weights_now(model))
         if epoch % train.log_every == 0 or epoch == train.epochs:
-            history.append(score(model, epoch, train_set, test_set, loss_fn))
-            if epoch * 10 // train.epochs > history[-2]["epoch"] * 10 // train.epochs:  # ~10 lines a run
-                report(name, hardware, history[-1], train.epochs)
+            previous = curves["loss"]["epoch"][-1]
+            log(curves, epoch, model, train_set, test_set, loss_fn)
+            if epoch * 10 // train.epochs > previous * 10 // train.epochs:  # ~10 lines a run
+                report(name, hardware, curves, train.epochs)
 
     save_checkpoint(model_path(name), model, hardware)
-    for curve in CURVES:
-        columns = {"epoch": [row["epoch"] for row in history]}
-        columns |= {split: [row[split][curve] for row in history] for split in ("train", "test")}
+    save_snapshots(snapshots_path(name), model, [0, *sorted(kept)], snapshots, hardware)
+    for curve, columns in curves.items():
         write_table(curve_path(curve, name), columns)
+
+
+def snapshot_epochs(epochs: int, count: int = SNAPSHOTS) -> set[int]:
+    """Up to `count` epochs in 1..epochs, the last included, spaced geometrically in (epoch + k) with
+    k = epochs / 100: every epoch at first, where the boundary moves fastest, then ever sparser."""
+    k = max(epochs / 100, 1.0)
+    ratio = ((epochs + k) / k) ** (1 / (count - 1))
+    return {round(k * ratio**i - k) for i in range(1, count)} - {0} | {epochs}
 
 
 def read_tensors(name, split, classes, device):
@@ -70,21 +94,22 @@ def batches(size, batch_size, shuffle, device):
     return torch.randperm(size, generator=shuffle).to(device).split(batch_size)
 
 
-def score(model, epoch, train_set, test_set, loss_fn):
-    """The current weights' loss and accuracy on both sets."""
-    row = {"epoch": epoch}
+def log(curves, epoch, model, train_set, test_set, loss_fn):
+    """A row of both curves: the current weights' loss and accuracy on both sets."""
+    for columns in curves.values():
+        columns["epoch"].append(epoch)
     for split, (points, labels) in (("train", train_set), ("test", test_set)):
         logits, targets = logits_of(model, points), labels.cpu()
-        accuracy = (predict(logits) == targets).double().mean().item()
-        row[split] = {"loss": loss_fn(logits, targets).item(), "accuracy": accuracy}
-    return row
+        curves["loss"][split].append(loss_fn(logits, targets).item())
+        curves["accuracy"][split].append((predict(logits) == targets).double().mean().item())
 
 
-def report(name, hardware, row, epochs):
-    train, test, epoch = row["train"], row["test"], f"{row['epoch']:>{len(str(epochs))}}/{epochs}"
+def report(name, hardware, curves, epochs):
+    loss, accuracy = curves["loss"], curves["accuracy"]
+    epoch = f"{loss['epoch'][-1]:>{len(str(epochs))}}/{epochs}"
     print(
-        f"train {name} on {hardware}: epoch {epoch}  loss {train['loss']:.4f}"
-        f"  accuracy {train['accuracy']:.3f}  test accuracy {test['accuracy']:.3f}",
+        f"train {name} on {hardware}: epoch {epoch}  loss {loss['train'][-1]:.4f}"
+        f"  accuracy {accuracy['train'][-1]:.3f}  test accuracy {accuracy['test'][-1]:.3f}",
         file=sys.stderr,
     )
 

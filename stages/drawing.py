@@ -1,0 +1,140 @@
+"""The picture of a model's boundary, shared by the plot stage (the final model's images) and the
+animate stage (one frame per snapshot of training): the same plane, shading, lines and points.
+
+The shading is the model's class probabilities (deeper colour, more confident), the black line is
+where the predicted class changes, points are coloured by their true class and those the model
+gets wrong are drawn as crosses.
+"""
+
+import io
+
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+COLOURS = np.array(matplotlib.colormaps["tab10"].colors)
+
+
+def shading(field):
+    """(..., classes) probabilities as colours: each class's colour blended towards white, mixed."""
+    colours = COLOURS[: field.shape[-1]]
+    return np.clip(field @ (1.0 - 0.55 * (1.0 - colours)), 0.0, 1.0)
+
+
+class Plane:
+    """The part of the plane drawn, around `points` with a margin (a share of their span), and the
+    grid the model is sampled on there: resolution x resolution points from edge to edge."""
+
+    def __init__(self, points, resolution: int, margin: float = 0.08):
+        low, high = points.min(axis=0), points.max(axis=0)
+        margin = margin * (high - low)
+        self.low, self.high = low - margin, high + margin
+        self.x, self.y = np.meshgrid(*(np.linspace(self.low[i], self.high[i], resolution) for i in range(2)))
+        self.points = np.column_stack([self.x.ravel(), self.y.ravel()])
+
+    def field(self, model):
+        """The model's class probabilities on the grid, (resolution, resolution, classes)."""
+        return model.probabilities(self.points).reshape(*self.x.shape, -1)
+
+    def extent(self, cells: int = 0):
+        """xmin, xmax, ymin, ymax; with `cells`, for an image of that many pixels a side, whose
+        pixels are centred on the grid's points: half a cell more on every side."""
+        half = (self.high - self.low) / (2 * (cells - 1)) if cells else np.zeros(2)
+        return (self.low[0] - half[0], self.high[0] + half[0], self.low[1] - half[1], self.high[1] + half[1])
+
+
+def margins(field):
+    """The functions whose zero lines are the boundary: p1 - p0 for two classes; for more, each
+    class's probability less the best of the others, the outline of the region where it wins."""
+    if field.shape[-1] == 2:
+        return [field[..., 1] - field[..., 0]]
+    return [field[..., k] - np.delete(field, k, axis=-1).max(axis=-1) for k in range(field.shape[-1])]
+
+
+class BoundaryFigure:
+    """One figure drawn again for each model, points and title: draw(), then png() or rgb()."""
+
+    def __init__(self, plane: Plane, classes: int, dpi: int, size=(6, 5.4)):
+        self.plane, self.colours = plane, COLOURS[:classes]
+        self.figure, self.axes = plt.subplots(figsize=size, dpi=dpi, layout="constrained")
+        self.image = None
+        self.lines = []
+        self.background = None  # rgb()'s: the figure less what draw() changes
+        self.right = self.axes.scatter(np.empty(0), np.empty(0), s=18, edgecolors="white", linewidths=0.4)
+        self.wrong = self.axes.scatter(
+            np.empty(0), np.empty(0), s=60, marker="X", edgecolors="black", linewidths=0.8
+        )
+        handles = [
+            self.axes.scatter([], [], c=[self.colours[k]], s=30, label=f"class {k}") for k in range(classes)
+        ]
+        handles.append(
+            self.axes.scatter([], [], c="white", s=60, marker="X", edgecolors="black", label="misclassified")
+        )
+        self.axes.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.85)
+        box = dict(boxstyle="round", facecolor="white", alpha=0.85)
+        self.caption = self.axes.text(
+            0.02, 0.98, "", transform=self.axes.transAxes, va="top", fontsize=11, fontweight="bold", bbox=box
+        )
+        extent = plane.extent()
+        self.axes.set(xlim=extent[:2], ylim=extent[2:], xlabel="x1", ylabel="x2")
+
+    def draw(self, field, points, labels, predicted, title: str, caption: str) -> "BoundaryFigure":
+        colours = shading(field)
+        if self.image is None:
+            self.image = self.axes.imshow(
+                colours,
+                origin="lower",
+                extent=self.plane.extent(len(colours)),
+                aspect="auto",
+                interpolation="bilinear",
+            )
+        self.image.set_data(colours)
+        for line in self.lines:
+            line.remove()
+        self.lines = [
+            self.axes.contour(
+                self.plane.x, self.plane.y, margin, levels=[0.0], colors="black", linewidths=1.2
+            )
+            for margin in margins(field)
+        ]
+        right = predicted == labels
+        for dots, chosen in ((self.right, right), (self.wrong, ~right)):
+            dots.set_offsets(points[chosen])
+            dots.set_facecolor(self.colours[labels[chosen]])
+        self.caption.set_text(caption)
+        self.axes.set_title(title)
+        return self
+
+    def png(self) -> bytes:
+        buffer = io.BytesIO()
+        self.figure.savefig(buffer, format="png", metadata={"Software": None})
+        return buffer.getvalue()
+
+    def rgb(self) -> np.ndarray:
+        """The figure's pixels, (height, width, 3) uint8. Only what draw() changes is drawn again
+        after the first call (matplotlib's blitting), so the title must not change between calls."""
+        canvas, spines = self.figure.canvas, list(self.axes.spines.values())
+        changing = [
+            self.image,
+            *self.lines,
+            self.right,
+            self.wrong,
+            self.caption,
+            self.axes.get_legend(),
+            *spines,
+        ]
+        for artist in changing:
+            artist.set_animated(True)  # left out of canvas.draw(): the background
+        if self.background is None:
+            canvas.draw()
+            self.figure.set_layout_engine("none")  # the layout is done: positions stay as they are
+            self.background = canvas.copy_from_bbox(self.figure.bbox)
+        canvas.restore_region(self.background)
+        for artist in changing:
+            self.figure.draw_artist(artist)
+        return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+    def close(self):
+        plt.close(self.figure)
