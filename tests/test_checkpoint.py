@@ -17,9 +17,11 @@ import torch
 from conftest import ROOT, perturbed_mlp
 from safetensors import safe_open
 
-from stages import models, params
-from stages.checkpoint import NUMPY_ACTIVATIONS, _erf, layer_shapes, read_checkpoint, write_checkpoint
+from stages import functions, models, params
+from stages.checkpoint import layer_shapes, read_checkpoint, read_snapshots, write_checkpoint, write_snapshots
 from stages.errors import UserError
+from stages.functions import erf
+from stages.params import parse_params
 
 
 def weights_of(model):
@@ -86,8 +88,13 @@ def test_we_read_what_the_safetensors_library_writes(tmp_path):
 
 
 def test_layer_shapes_name_the_mlps_parameters():
-    for hidden, classes in [([3], 2), ([16, 16], 2), ([64, 8, 4], 5)]:
-        model = models.MLP(hidden, "relu", classes)
+    for hidden, classes, features in [
+        ([3], 2, ["x1"]),
+        ([16, 16], 2, ["x1", "x2"]),
+        ([64, 8, 4], 5, ["sin(x2)"]),
+        ([], 3, list(functions.FEATURES)),
+    ]:
+        model = models.MLP(hidden, "relu", classes, features)
         assert layer_shapes(model.config) == {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
@@ -225,21 +232,21 @@ def test_a_directory_is_a_user_error(tmp_path):
 
 
 def test_every_activation_has_a_numpy_twin():
-    assert set(NUMPY_ACTIVATIONS) == set(models.ACTIVATIONS) == set(params.ACTIVATIONS)
+    assert set(functions.ACTIVATIONS) == set(models.ACTIVATIONS) == set(params.ACTIVATIONS)
 
 
 @pytest.mark.parametrize("activation", params.ACTIVATIONS)
 def test_numpy_activation_matches_torch(activation):
     x = np.concatenate([np.linspace(-30.0, 30.0, 6001), [0.0, 1e-8, -1e-8, 800.0, -800.0]])
     want = models.ACTIVATIONS[activation]()(torch.tensor(x, dtype=torch.float64)).numpy()
-    np.testing.assert_allclose(NUMPY_ACTIVATIONS[activation](x), want, rtol=0, atol=5e-7)
+    np.testing.assert_allclose(functions.ACTIVATIONS[activation].numpy(np, x), want, rtol=0, atol=5e-7)
 
 
 def test_erf_is_within_its_stated_error():
     x = np.linspace(-6.0, 6.0, 120001)
     exact = np.array([math.erf(v) for v in x])
-    assert np.abs(_erf(x) - exact).max() < 1.5e-7
-    assert _erf(np.array([0.0]))[0] == 0.0 and np.array_equal(_erf(-x), -_erf(x))
+    assert np.abs(erf(np, x) - exact).max() < 1.5e-7
+    assert erf(np, np.array([0.0]))[0] == 0.0 and np.array_equal(erf(np, -x), -erf(np, x))
 
 
 @pytest.mark.parametrize("activation", params.ACTIVATIONS)
@@ -272,3 +279,113 @@ def test_probabilities_in_batches_equal_one_pass(tmp_path):
 def test_the_module_does_not_import_torch():
     code = "import sys, stages.checkpoint; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Features, linear models, snapshots, and checkpoints against params.yaml
+
+
+def by_hand(points, names):
+    """The features written out here, from their definitions, as an oracle for stages.functions."""
+    x1, x2 = points[:, 0], points[:, 1]
+    table = {"x1": x1, "x2": x2, "x1^2": x1**2, "x2^2": x2**2, "x1*x2": x1 * x2}
+    table |= {"sin(x1)": np.sin(x1), "sin(x2)": np.sin(x2)}
+    return np.column_stack([table[name] for name in names])
+
+
+@pytest.mark.parametrize(
+    "features", [["x1", "x2"], ["x1^2", "x2^2"], ["x1*x2"], list(functions.FEATURES), ["sin(x2)", "x1"]]
+)
+@pytest.mark.parametrize("hidden", [(16, 16), ()])
+def test_numpy_and_torch_models_agree_with_features(tmp_path, features, hidden):
+    torch.manual_seed(5)
+    model = models.MLP(list(hidden), "tanh", 3, features).eval()
+    points = np.random.default_rng(3).normal(scale=2.0, size=(3000, 2))
+    with torch.no_grad():
+        want = models.probabilities(copy.deepcopy(model).double()(torch.tensor(points))).numpy()
+    checkpoint = read_checkpoint(saved(tmp_path, model))
+    assert checkpoint.config["features"] == features
+    assert np.abs(checkpoint.probabilities(points) - want).max() < 1e-12
+    inputs = checkpoint.layers(points)[0]
+    np.testing.assert_allclose(inputs, by_hand(points, features), rtol=1e-15, atol=0)
+
+
+def test_a_linear_model_is_one_affine_map_of_the_features(tmp_path):
+    torch.manual_seed(6)
+    model = models.MLP([], "relu", 2, ["x1^2", "x2^2"])
+    checkpoint = read_checkpoint(saved(tmp_path, model))
+    points = np.random.default_rng(4).normal(size=(500, 2))
+    weight, bias = checkpoint.weights["net.0.weight"], checkpoint.weights["net.0.bias"]
+    logit = by_hand(points, ["x1^2", "x2^2"]) @ weight[0].astype(np.float64) + bias[0]
+    np.testing.assert_allclose(checkpoint.probabilities(points)[:, 1], 1 / (1 + np.exp(-logit)), rtol=1e-12)
+    assert len(checkpoint.layers(points)) == 2  # the features and the output
+
+
+def test_snapshots_round_trip_and_index_to_checkpoints(tmp_path):
+    model = perturbed_mlp("gelu", 3)
+    weights = [weights_of(model)] * 3
+    weights[1] = {name: array + 1 for name, array in weights[0].items()}
+    stacked = {name: np.stack([w[name] for w in weights]) for name in weights[0]}
+    path = tmp_path / "m.snapshots.safetensors"
+    write_snapshots(path, model.config, [0, 4, 9], stacked, "cpu")
+    snapshots = read_snapshots(path)
+    assert len(snapshots) == 3 and snapshots.epochs == [0, 4, 9] and snapshots.config == model.config
+    for i in range(3):
+        assert all(np.array_equal(snapshots[i].weights[k], v) for k, v in weights[i].items())
+    with safe_open(path, framework="numpy") as theirs:  # the library reads it as it reads any file
+        assert theirs.get_tensor("epoch").tolist() == [0, 4, 9]
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        (lambda t: {k: v for k, v in t.items() if k != "epoch"}, "no I64 vector named epoch"),
+        (lambda t: {**t, "epoch": t["epoch"].astype(np.float32)}, "no I64 vector named epoch"),
+        (
+            lambda t: {**t, "net.0.bias": t["net.0.bias"][:2]},
+            "tensor net.0.bias is F32 [2, 6]; expected F32 [3, 6]",
+        ),
+    ],
+)
+def test_a_bad_snapshots_file_is_one_line(tmp_path, change, why):
+    model = perturbed_mlp()
+    tensors = {name: np.stack([array] * 3) for name, array in weights_of(model).items()}
+    tensors["epoch"] = np.array([0, 1, 2], dtype=np.int64)
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(safetensors.numpy.save(change(tensors), metadata={"config": json.dumps(model.config)}))
+    with pytest.raises(UserError) as caught:
+        read_snapshots(path)
+    assert str(caught.value) == f"{path}: not a Boundary Lab snapshots file ({why})"
+
+
+def dataset_params(classes=3, features=("x1", "x2")):
+    raw = {
+        "data": {"kind": "spiral", "n_samples": 100, "classes": classes, "noise": 0.1, "seed": 1},
+        "split": {"test_size": 0.2, "seed": 1},
+        "model": {"hidden": [6, 5], "activation": "relu", "features": list(features)},
+        "train": {"epochs": 1, "lr": 0.1, "seed": 1},
+    }
+    return parse_params({"datasets": {"m": raw}}).dataset("m")
+
+
+def test_a_checkpoint_that_agrees_with_params_is_accepted(tmp_path):
+    path = saved(tmp_path, perturbed_mlp())
+    checkpoint = read_checkpoint(path)
+    assert checkpoint.check(path, "m", dataset_params()) is checkpoint
+
+
+@pytest.mark.parametrize(
+    ("dataset", "message"),
+    [
+        (dict(classes=4), "trained with classes 3, but params.yaml has datasets.m.data.classes = 4"),
+        (
+            dict(features=("x1^2", "x2^2")),
+            "trained with features [x1, x2], but params.yaml has datasets.m.model.features = [x1^2, x2^2]",
+        ),
+    ],
+)
+def test_a_checkpoint_that_disagrees_with_params_is_refused_in_one_line(tmp_path, dataset, message):
+    path = saved(tmp_path, perturbed_mlp())
+    with pytest.raises(UserError) as caught:
+        read_checkpoint(path).check(path, "m", dataset_params(**dataset))
+    assert str(caught.value) == f"{path}: {message}; retrain it (`dvc repro`)"

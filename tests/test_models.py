@@ -21,6 +21,7 @@ from stages.models import (
     Adam,
     PureTanh,
     device_name,
+    l1_penalty,
     load_checkpoint,
     logits_of,
     make_loss,
@@ -177,7 +178,7 @@ def test_mlp_layers(hidden, classes, outputs):
     assert [(m.in_features, m.out_features) for m in linears] == list(zip(widths, widths[1:], strict=False))
     assert [type(m) for m in model.net] == [t for _ in hidden for t in (nn.Linear, nn.ReLU)] + [nn.Linear]
     assert model(torch.zeros(9, 2)).shape == (9, outputs)
-    assert model.config == dict(hidden=hidden, activation="relu", classes=classes, in_features=2)
+    assert model.config == dict(hidden=hidden, activation="relu", classes=classes, features=["x1", "x2"])
 
 
 @pytest.mark.parametrize("activation", list(ACTIVATIONS))
@@ -337,3 +338,83 @@ def test_training_does_not_load_torch_dynamo():
         "assert 'torch._dynamo' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Features and L1
+
+
+def test_default_features_are_the_points_bit_for_bit():
+    """[x1, x2] feeds the points through unchanged: the default trains to the same weights as a plain MLP."""
+    torch.manual_seed(7)
+    model = MLP([16, 16], "relu", 2)
+    points = torch.randn(300, 2)
+    assert torch.equal(model(points), model.net(points))
+
+
+@pytest.mark.parametrize(
+    ("features", "columns"),
+    [
+        (["x1^2", "x2^2"], lambda x1, x2: [x1**2, x2**2]),
+        (["x1*x2"], lambda x1, x2: [x1 * x2]),
+        (["sin(x1)", "sin(x2)", "x2"], lambda x1, x2: [np.sin(x1), np.sin(x2), x2]),
+    ],
+)
+def test_the_model_sees_the_features_written_out_by_hand(features, columns):
+    torch.manual_seed(8)
+    model = MLP([4], "tanh", 3, features).double()
+    points = np.random.default_rng(5).normal(scale=3.0, size=(200, 2))
+    by_hand = torch.tensor(np.column_stack(columns(points[:, 0], points[:, 1])))
+    with torch.no_grad():
+        assert model.net[0].in_features == len(features)
+        torch.testing.assert_close(model(torch.tensor(points)), model.net(by_hand), rtol=1e-15, atol=0)
+
+
+def test_no_hidden_layer_is_a_linear_model():
+    model = MLP([], "relu", 3, ["x1", "x2", "x1*x2"])
+    assert [type(m) for m in model.net] == [nn.Linear] and model.net[0].weight.shape == (3, 3)
+
+
+def test_linear_activation_is_the_identity():
+    model = MLP([5], "linear", 2)
+    assert isinstance(model.net[1], nn.Identity)
+
+
+def test_l1_penalty_sums_the_weights_not_the_biases():
+    model = perturbed_mlp("relu", 3)
+    weights = [p for name, p in model.named_parameters() if name.endswith("weight")]
+    assert len(weights) == 3
+    want = sum(float(np.abs(p.detach().double().numpy()).sum()) for p in weights)
+    assert l1_penalty(model).item() == pytest.approx(want, rel=1e-6)
+
+
+def test_l1_gradient_is_the_rate_times_the_sign_of_each_weight():
+    """d/dw of rate * sum|w| is rate * sign(w) on every weight; the biases are not in it (no gradient)."""
+    model = perturbed_mlp("tanh", 2).double()
+    rate = 0.003
+    (rate * l1_penalty(model)).backward()
+    for name, param in model.named_parameters():
+        if name.endswith("weight"):
+            assert torch.equal(param.grad, rate * torch.sign(param.detach())), name
+        else:
+            assert param.grad is None, name
+
+
+def test_l1_drives_weights_to_zero():
+    """Playground's lesson: trained with L1, many weights of a model with more than it needs are ~0."""
+    points, labels = moons(200, 0.1, 0)
+    x, y = torch.tensor(points, dtype=torch.float32), torch.from_numpy(labels)
+    small = {}
+    for rate in (0.0, 0.01):
+        torch.manual_seed(0)
+        model = MLP([16], "relu", 2)
+        optimizer, loss_fn = Adam(model.parameters(), lr=0.01), make_loss(2)
+        for _ in range(300):
+            optimizer.zero_grad()
+            (loss_fn(model(x), y) + rate * l1_penalty(model)).backward()
+            optimizer.step()
+        weights = torch.cat(
+            [p.detach().abs().flatten() for n, p in model.named_parameters() if "weight" in n]
+        )
+        small[rate] = (weights < 1e-2).float().mean().item()
+    assert small[0.01] > small[0.0] + 0.2, small
