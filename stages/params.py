@@ -6,8 +6,10 @@ the dataclasses below: a wrong type, a value out of range or an unknown key (a t
 """
 
 import math
+import os
 import re
 from dataclasses import MISSING, dataclass, field, fields
+from itertools import pairwise
 from typing import Any, get_args, get_origin
 
 from stages.errors import UserError
@@ -20,6 +22,8 @@ BINARY_KINDS = ("moons", "circles", "xor")  # these generators make exactly two 
 DEVICES = ("cpu", "cuda", "auto")
 DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # used in file names
 CURVES = ("loss", "accuracy")  # folders of plots/ shared by every dataset's learning curves
+SEED_MAX = 2**32 - 1  # scikit-learn's random_state (make_moons) takes no larger seed; one range for all
+MAX_CLASSES = 10  # the plots colour each class from matplotlib's tab10, which has ten colours
 
 
 class ParamsError(UserError):
@@ -39,14 +43,14 @@ class DataParams:
     kind: str = spec(choices=KINDS)
     n_samples: int = spec(low=1)
     noise: float = spec(low=0.0)
-    seed: int = spec(low=0)
-    classes: int = spec(2, low=2)
+    seed: int = spec(low=0, high=SEED_MAX)
+    classes: int = spec(2, low=2, high=MAX_CLASSES)
 
 
 @dataclass(frozen=True)
 class SplitParams:
     test_size: float = spec(low=0.0, high=1.0, low_open=True, high_open=True)
-    seed: int = spec(low=0)
+    seed: int = spec(low=0, high=SEED_MAX)
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,7 @@ class ModelParams:
 class TrainParams:
     epochs: int = spec(low=1)
     lr: float = spec(low=0.0, low_open=True)
-    seed: int = spec(low=0)
+    seed: int = spec(low=0, high=SEED_MAX)
     weight_decay: float = spec(0.0, low=0.0)
     l1: float = spec(0.0, low=0.0)  # rate of the L1 penalty on the weights (not the biases)
     batch_size: int | None = spec(None, low=1)  # None: full batch
@@ -117,7 +121,9 @@ def load_params(path: str = PARAMS_FILE) -> Params:
         where = getattr(error, "problem_mark", None)
         line = f" at line {where.line + 1}" if where else ""
         raise ParamsError(f"{path}: not valid YAML{line}") from None
-    return parse_params(raw, path)
+    params = parse_params(raw, path)
+    check_memory(params, path)
+    return params
 
 
 def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
@@ -235,10 +241,14 @@ def _describe(kind, check):
     low, high = check.get("low"), check.get("high")
     if low is not None and high is not None:
         left, right = "(" if check["low_open"] else "[", ")" if check["high_open"] else "]"
-        return f"{text} in {left}{low:g}, {high:g}{right}"
+        return f"{text} in {left}{_bound(low)}, {_bound(high)}{right}"
     if low is not None:
-        return f"{text} {'>' if check['low_open'] else '>='} {low:g}"
+        return f"{text} {'>' if check['low_open'] else '>='} {_bound(low)}"
     return text
+
+
+def _bound(number):
+    return str(number) if isinstance(number, int) else f"{number:g}"  # 4294967295, not 4.29497e+09
 
 
 def _expected(kind, check):
@@ -260,3 +270,115 @@ def _join(path, key):
     # Keys that are not plain names are quoted, so that a message stays one readable line.
     key = str(key) if DATASET_NAME.fullmatch(str(key)) else repr(key)
     return f"{path}.{key}" if path else key
+
+
+# ---------------------------------------------------------------------------------------------
+# What the values cost. Sizes the schema accepts can still need more memory than the machine has:
+# the stage would fail inside NumPy or torch with a traceback, or be killed by the kernel with no
+# message at all. load_params (not parse_params: what fits depends on the machine the stage runs
+# on) estimates each dataset's largest allocations from its params and refuses, naming the key,
+# before a stage allocates anything. The estimates are per item (a point, a weight, a logged epoch),
+# rounded up from what the stages allocate, so they refuse what cannot fit rather than what is close;
+# tests/test_params.py holds the per-point one against a real stage's peak memory.
+
+POINT_BYTES = 300  # a CSV row read: the file's bytes, its text, NumPy's parse, the arrays
+ACTIVATION_BYTES = 8  # per point per unit in a forward and backward pass: outputs and gradients
+INFERENCE_BATCH = 65536  # points per forward pass when scoring or drawing (models.py, checkpoint.py)
+WEIGHT_BYTES = 24  # per weight: float32 value, gradient, Adam's two moments, the checkpoint's bytes
+SNAPSHOT_BYTES = 16  # per weight and snapshot: the copy kept and its share of the snapshots file
+SNAPSHOTS_KEPT = 201  # stages/train.py keeps the untrained weights and up to 200 snapshots
+CURVE_ROW_BYTES = 256  # a logged epoch: its loss and accuracy rows, as Python numbers in lists
+
+
+def check_memory(params: Params, source: str = PARAMS_FILE, available: int | None = None) -> None:
+    """Refuse a dataset whose estimated memory exceeds what this machine has available, naming the key
+    that costs the most."""
+    available = available_memory() if available is None else available
+    if available is None:  # nothing to compare with: the stage runs and the library has the word
+        return
+    for name, dataset in params.datasets.items():
+        costs = memory_costs(params, name, dataset)
+        total = sum(need for _, _, need, _ in costs)
+        if total > available:
+            key, value, _, why = max(costs, key=lambda cost: cost[2])
+            raise ParamsError(
+                f"{source}: {key} = {value!r}: needs {_gigabytes(total)} of memory ({why}), "
+                f"this machine has {_gigabytes(available).removeprefix('about ')} available"
+            )
+
+
+def memory_costs(params: Params, name: str, dataset: DatasetParams) -> list[tuple[str, Any, int, str]]:
+    """(key, value, bytes, what for) of each allocation that grows with a value of params.yaml."""
+    data, model, train = dataset.data, dataset.model, dataset.train
+    path = f"datasets.{name}"
+    widths = [len(model.features), *model.hidden, 1 if data.classes == 2 else data.classes]
+    weights = sum(fan_in * fan_out + fan_out for fan_in, fan_out in pairwise(widths))
+    at_once = min(train.batch_size or data.n_samples, data.n_samples)  # points in one training step
+    snapshots = min(train.epochs + 1, SNAPSHOTS_KEPT)
+    rows = train.epochs // train.log_every + 2
+    grid = params.plot.resolution**2
+    points = max(data.n_samples, params.generalization.n_samples)
+    points_key = (
+        f"{path}.data.n_samples" if data.n_samples >= points else "generalization.n_samples",
+        points,
+    )
+    activation_key = (
+        (f"{path}.train.batch_size", train.batch_size)
+        if train.batch_size is not None and train.batch_size < data.n_samples
+        else (f"{path}.model.hidden", model.hidden)
+    )
+    return [
+        (*points_key, points * POINT_BYTES, "its points as CSV text and arrays"),
+        (
+            f"{path}.model.hidden",
+            model.hidden,
+            weights * (WEIGHT_BYTES + SNAPSHOT_BYTES * snapshots),
+            f"{weights} weights with their optimizer state and {snapshots} snapshots",
+        ),
+        (
+            *activation_key,
+            (at_once + INFERENCE_BATCH) * sum(widths) * ACTIVATION_BYTES,
+            f"the activations of {at_once} points in a training step, {INFERENCE_BATCH} in scoring",
+        ),
+        (
+            f"{path}.train.epochs",
+            train.epochs,
+            rows * CURVE_ROW_BYTES,
+            f"a learning-curve row every log_every = {train.log_every} epochs",
+        ),
+        ("plot.resolution", params.plot.resolution, grid * (data.classes + 8) * 16, "the probability grid"),
+    ]
+
+
+def available_memory() -> int | None:
+    """Bytes this process can allocate: the kernel's MemAvailable, within a container's (cgroup v2)
+    limit; the physical memory where there is no /proc (macOS); None if neither can be read."""
+    available = None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as file:
+            for line in file:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError):
+        try:
+            available = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, AttributeError):
+            return None
+    try:
+        with (
+            open("/sys/fs/cgroup/memory.max", encoding="ascii") as limit,
+            open("/sys/fs/cgroup/memory.current", encoding="ascii") as used,
+        ):
+            left = int(limit.read()) - int(used.read())  # "max" (no limit) is not an int
+        available = left if available is None else min(available, left)
+    except (OSError, ValueError):
+        pass
+    return available
+
+
+def _gigabytes(size: int) -> str:
+    """In integers: a width of 10**400 has no float."""
+    if size < 10 * 10**9:
+        return f"about {size // 10**8 / 10:.1f} GB"
+    return f"about {size // 10**9:,} GB" if size < 10**15 else "over 1,000,000 GB"

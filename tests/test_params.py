@@ -6,7 +6,9 @@ one, the message must name the full key path and what is allowed, on a single li
 
 import copy
 import math
+import os
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -124,6 +126,9 @@ def test_defaults_fill_optional_keys(raw):
         (("plot", "resolution"), 10, 10),  # closed bounds of [10, 2000]
         (("plot", "resolution"), 2000, 2000),
         (("datasets", "spiral", "data", "n_samples"), 6, 6),  # exactly 2 per class for 3 classes
+        (("datasets", "spiral", "data", "classes"), 10, 10),  # as many as the plots have colours
+        (("datasets", "moons", "data", "seed"), 2**32 - 1, 2**32 - 1),  # the largest seed
+        (("datasets", "moons", "train", "seed"), 0, 0),
     ],
 )
 def test_accepted_values(raw, path, value, expected):
@@ -149,7 +154,7 @@ def test_unknown_dataset_names_the_defined_ones(raw):
 
 
 def test_activation_names_agree_with_the_models_module():
-    assert tuple(models.ACTIVATIONS) == params.ACTIVATIONS
+    assert tuple(models.ACTIVATIONS) == tuple(params.ACTIVATIONS)
     for name in params.ACTIVATIONS:
         models.MLP([3], name, 2)  # each one builds
 
@@ -159,8 +164,9 @@ def test_activation_names_agree_with_the_models_module():
 
 M, S = ("datasets", "moons"), ("datasets", "spiral")
 KINDS = "one of moons, spiral, circles, xor, blobs"
-ACTS = "one of relu, tanh, sigmoid, pure_tanh, gelu, leaky_relu"
-TRAIN_KEYS = "allowed: epochs, lr, seed, weight_decay, batch_size, log_every, device"
+ACTS = "one of " + ", ".join(params.ACTIVATIONS)
+TRAIN_KEYS = "allowed: epochs, lr, seed, weight_decay, l1, batch_size, log_every, device"
+SEEDS = "an integer in [0, 4294967295]"  # scikit-learn's random_state takes no more
 
 BAD = [
     # id, path, value, what the message must hold besides the key path (values compared loosely: 0 == 0.0)
@@ -172,8 +178,11 @@ BAD = [
     ("epochs 0", (*M, "train", "epochs"), 0, "epochs = 0", "an integer >= 1"),
     ("epochs 1.5", (*M, "train", "epochs"), 1.5, "epochs = 1.5", "an integer >= 1"),
     ("epochs str", (*M, "train", "epochs"), "10", "epochs = '10'", "an integer >= 1"),
-    ("seed bool", (*M, "data", "seed"), False, "seed = False", "an integer >= 0"),
-    ("seed negative", (*M, "split", "seed"), -1, "seed = -1", "an integer >= 0"),
+    ("seed bool", (*M, "data", "seed"), False, "seed = False", SEEDS),
+    ("seed negative", (*M, "split", "seed"), -1, "seed = -1", SEEDS),
+    ("data seed 2**32", (*M, "data", "seed"), 2**32, "seed = 4294967296", SEEDS),
+    ("split seed 2**64", (*M, "split", "seed"), 2**64, "seed = 18446744073709551616", SEEDS),
+    ("train seed 2**64", (*M, "train", "seed"), 2**64, "seed = 18446744073709551616", SEEDS),
     ("lr 0", (*M, "train", "lr"), 0, "lr = 0", "a number > 0"),
     ("lr negative", (*M, "train", "lr"), -0.01, "lr = -0.01", "a number > 0"),
     ("lr bool", (*M, "train", "lr"), True, "lr = True", "a number > 0"),
@@ -186,12 +195,12 @@ BAD = [
     ("test_size 0", (*M, "split", "test_size"), 0, "test_size = 0", "a number in (0, 1)"),
     ("test_size 1", (*M, "split", "test_size"), 1, "test_size = 1", "a number in (0, 1)"),
     ("test_size 1.5", (*M, "split", "test_size"), 1.5, "test_size = 1.5", "a number in (0, 1)"),
-    ("hidden empty", (*S, "model", "hidden"), [], "hidden = []", "a non-empty list", ">= 1"),
     ("hidden 0", (*S, "model", "hidden"), [64, 0], "hidden[1] = 0", "an integer >= 1"),
     ("hidden bool", (*S, "model", "hidden"), [True], "hidden[0] = True", "an integer >= 1"),
     ("hidden float", (*S, "model", "hidden"), [6.5], "hidden[0] = 6.5", "an integer >= 1"),
-    ("hidden scalar", (*S, "model", "hidden"), 64, "hidden = 64", "a non-empty list"),
-    ("classes 1", (*S, "data", "classes"), 1, "classes = 1", "an integer >= 2"),
+    ("hidden scalar", (*S, "model", "hidden"), 64, "hidden = 64", "a list of an integer >= 1"),
+    ("classes 1", (*S, "data", "classes"), 1, "classes = 1", "an integer in [2, 10]"),
+    ("classes 11", (*S, "data", "classes"), 11, "classes = 11", "an integer in [2, 10]"),
     ("classes 3 moons", (*M, "data", "classes"), 3, "classes = 3", "kind moons makes exactly 2 classes"),
     ("kind unknown", (*M, "data", "kind"), "moon", "kind = 'moon'", KINDS),
     ("kind not str", (*M, "data", "kind"), 3, "kind = 3", KINDS),
@@ -307,3 +316,151 @@ def test_missing_key_says_what_is_expected(raw):
     assert_one_line_error(
         mutated(raw, (*M, "train", "lr"), DELETE), "datasets.moons.train.lr", "a number > 0"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Sizes that pass the schema but cannot be allocated: refused by load_params, before any work
+
+GB = 10**9
+
+TOO_BIG = [
+    # id, path, value, available bytes, the message after "params.yaml: "
+    (
+        "n_samples",
+        (*M, "data", "n_samples"),
+        10**10,
+        23 * GB,
+        "datasets.moons.data.n_samples = 10000000000: needs about 5,800 GB of memory (its points as CSV "
+        "text and arrays), this machine has 23 GB available",
+    ),
+    (
+        "generalization",
+        ("generalization", "n_samples"),
+        10**9,
+        23 * GB,
+        "generalization.n_samples = 1000000000: needs about 300 GB of memory (its points as CSV text "
+        "and arrays), this machine has 23 GB available",
+    ),
+    (
+        "hidden",
+        (*M, "model", "hidden"),
+        [100_000, 100_000],
+        23 * GB,
+        "datasets.moons.model.hidden = [100000, 100000]: needs about 32,508 GB of memory (10000500001 "
+        "weights with their optimizer state and 201 snapshots), this machine has 23 GB available",
+    ),
+    (
+        "hidden beyond any float",
+        (*M, "model", "hidden"),
+        [10**400],
+        23 * GB,
+        f"datasets.moons.model.hidden = [{10**400}]: needs over 1,000,000 GB of memory (the activations "
+        "of 1000 points in a training step, 65536 in scoring), this machine has 23 GB available",
+    ),
+    (
+        "epochs",
+        (*M, "train", "epochs"),
+        10**12,
+        23 * GB,
+        "datasets.moons.train.epochs = 1000000000000: needs about 25,600 GB of memory (a learning-curve "
+        "row every log_every = 10 epochs), this machine has 23 GB available",
+    ),
+    (
+        "resolution on a small machine",
+        ("plot", "resolution"),
+        2000,
+        GB // 2,
+        "plot.resolution = 2000: needs about 0.6 GB of memory (the probability grid), this machine has "
+        "0.5 GB available",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "available", "expected"), [r[1:] for r in TOO_BIG], ids=[r[0] for r in TOO_BIG]
+)
+def test_a_size_that_cannot_be_allocated_is_refused_naming_the_key(raw, path, value, available, expected):
+    parsed = parse_params(mutated(raw, path, value))  # the schema lets it through
+    with pytest.raises(ParamsError) as caught:
+        params.check_memory(parsed, available=available)
+    assert str(caught.value) == f"params.yaml: {expected}"
+
+
+def test_batch_size_is_named_when_its_training_step_is_what_does_not_fit(raw):
+    raw["datasets"]["moons"]["data"]["n_samples"] = 10**6
+    raw["datasets"]["moons"]["model"]["hidden"] = [20_000]
+    raw["datasets"]["moons"]["train"]["batch_size"] = 100_000
+    expected = r"train\.batch_size = 100000: needs about 27 GB of memory \(the activations of 100000 points"
+    with pytest.raises(ParamsError, match=expected):
+        params.check_memory(parse_params(raw), available=23 * GB)
+    raw["datasets"]["moons"]["train"]["batch_size"] = 1_000
+    params.check_memory(parse_params(raw), available=23 * GB)  # smaller steps fit
+
+
+def test_the_committed_params_and_the_largest_seed_fit_in_a_small_machine(committed, raw):
+    params.check_memory(parse_params(committed), available=GB)
+    params.check_memory(parse_params(raw), available=GB)
+
+
+def test_load_params_checks_memory_and_parse_params_does_not(tmp_path, monkeypatch):
+    """parse_params also checks a sweep's points on the driver, which is not the machine that runs them."""
+    path = tmp_path / "params.yaml"
+    path.write_text(BASE_YAML.replace("n_samples: 1000,", "n_samples: 10000000000000,", 1))
+    parse_params(yaml.safe_load(path.read_text()))
+    with pytest.raises(ParamsError, match=rf"^{re.escape(str(path))}: datasets\.moons\.data\.n_samples = 1"):
+        load_params(str(path))
+    monkeypatch.setattr(params, "available_memory", lambda: None)  # nothing to compare with
+    assert load_params(str(path)).dataset("moons").data.n_samples == 10**13
+
+
+def test_available_memory_is_what_the_kernel_reports():
+    available = params.available_memory()
+    if not os.path.exists("/proc/meminfo"):
+        pytest.skip("no /proc/meminfo here")
+    meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+    reported = int(meminfo["MemAvailable"].split()[0]) * 1024
+    assert 0 < available <= reported * 1.5 and available >= reported / 1.5  # it moves while we read
+
+
+def test_snapshots_counted_are_those_train_keeps():
+    train = pytest.importorskip("stages.train")
+    assert params.SNAPSHOTS_KEPT == train.SNAPSHOTS + 1  # the untrained weights and the snapshots
+
+
+MEASURE = """
+import runpy, sys
+with open("/proc/self/clear_refs", "w") as file:
+    file.write("5")  # the peak so far is the forked test process's; count from here
+sys.argv = ["stage", "spiral"]
+try:
+    runpy.run_module(sys.argv_module, run_name="__main__")
+finally:
+    with open("/proc/self/status") as file:
+        print(next(line.split()[1] for line in file if line.startswith("VmHWM:")))
+"""
+
+
+@pytest.mark.e2e
+def test_the_per_point_estimate_covers_a_real_stages_growth(project):
+    """The peak memory of generate and split, each at two sizes: what a point adds is within POINT_BYTES."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    if not os.path.exists("/proc/self/clear_refs"):
+        pytest.skip("no /proc/self/clear_refs here (Linux only)")
+    peaks = {}
+    for n in (20_000, 400_000):
+        text = (project / "params.yaml").read_text()
+        raw = yaml.safe_load(text)
+        raw["datasets"]["spiral"]["data"]["n_samples"] = n
+        raw["generalization"]["n_samples"] = n
+        (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+        for stage in ("generate", "split"):
+            code = MEASURE.replace("sys.argv_module", repr(f"stages.{stage}"))
+            result = subprocess.run(
+                [sys.executable, "-c", code], cwd=project, capture_output=True, text=True, check=True
+            )
+            peaks[stage, n] = int(result.stdout.split()[-1]) * 1024
+    for stage in ("generate", "split"):
+        per_point = (peaks[stage, 400_000] - peaks[stage, 20_000]) / 380_000
+        assert 0 < per_point <= params.POINT_BYTES, (stage, per_point, peaks)
