@@ -151,11 +151,9 @@ def _quote(value):
     """A cell as the file shows it: text in quotes, numbers bare."""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    if isinstance(value, str):
-        try:
-            float(value)  # nan, inf: numbers as written, shown bare
-        except ValueError:
-            return repr(value)
+    if isinstance(value, str) and not NUMBER.fullmatch(value):
+        # nan, inf: numbers as written, shown bare; 1_0, text: quoted
+        return value if value.strip().lstrip("+-").lower() in ("nan", "inf", "infinity") else repr(value)
     return str(value)
 
 

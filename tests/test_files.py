@@ -152,6 +152,14 @@ BAD_FILES = [
     ("fractional label", HEADER + "1,2,0\n1,2,0.5\n", 2, ["row 3, column label", "0.5", "not a class label"]),
     ("ragged row", HEADER + "1,2,0\n1,2,0,9\n", 2, ["not a readable CSV", "Expected 3 fields"]),
     ("binary", b"\xff\xfe\x00\x81garbage\n", 2, ["not a readable CSV"]),
+    # What Python's float() reads but a CSV does not mean: refused, naming the row and column
+    ("underscore", HEADER + "1_0,2,0\n", 2, ["row 2, column x1: '1_0' is not a finite number"]),
+    ("hex", HEADER + "1,0x10,0\n", 2, ["row 2, column x2: '0x10' is not a finite number"]),
+    ("arabic digit", HEADER + "\u0661,2,0\n", 2, ["row 2, column x1: '\u0661' is not a finite number"]),
+    ("label underscore", HEADER + "1,2,0\n1,2,1_0\n", 2, ["row 3, column label: '1_0' is not a finite"]),
+    ("+nan", HEADER + "+nan,2,0\n", 2, ["row 2, column x1: +nan is not a finite number"]),
+    ("overflow", HEADER + "1,1e999,0\n", 2, ["row 2, column x2: 1e999 is not a finite number"]),
+    ("byte-order mark", "\ufeff" + HEADER + "1,2,0\n", 2, ["starts with a byte-order mark (U+FEFF)"]),
 ]
 
 
@@ -191,6 +199,31 @@ def test_valid_variants_are_read(tmp_path):
     points, labels = read_points(path, 3)
     np.testing.assert_array_equal(points, [[1, 2], [-3.5e-3, 4], [5, 6]])
     assert labels.tolist() == [0, 1, 2] and labels.dtype == np.int64
+
+
+def test_numbers_every_csv_reader_agrees_on_are_read(tmp_path):
+    """Spaces around a cell, a sign, a bare point, leading zeros: pandas reads them as these numbers."""
+    import pandas as pd  # noqa: PLC0415
+
+    path = tmp_path / "ok.csv"
+    path.write_text(HEADER + " 1, +2 ,0\n.5,5.,1\n007,1E+2,0\n")
+    points, labels = read_points(path, 2)
+    np.testing.assert_array_equal(points, [[1, 2], [0.5, 5], [7, 100]])
+    np.testing.assert_array_equal(points, pd.read_csv(path)[["x1", "x2"]].to_numpy())
+
+
+@pytest.mark.parametrize("cell", ["1_0", "0x10", "\u0661", "1e999", "+nan"])
+def test_the_fast_and_the_slow_path_agree(tmp_path, cell):
+    """A bad cell among many good rows (the NumPy path first) and alone (the row-by-row path) is the
+    same error; so is pandas' reading of it: not a finite number."""
+    import pandas as pd  # noqa: PLC0415
+
+    good = "".join(f"{i / 7!r},{-i / 3!r},{i % 2}\n" for i in range(2000))
+    path = tmp_path / "p.csv"
+    path.write_text(HEADER + good + f"1,{cell},0\n")
+    with pytest.raises(DataError, match=r"row 2002, column x2: .* is not a finite number"):
+        read_points(path, 2)
+    assert not np.isfinite(pd.to_numeric(pd.read_csv(path)["x2"], errors="coerce").iloc[-1])
 
 
 def test_a_field_too_many_in_every_row_is_an_error(tmp_path):
