@@ -137,3 +137,68 @@ def rebuilt(built, tmp_path):
     repo = tmp_path / "copy"
     shutil.copytree(built, repo, symlinks=True)
     return repo
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input: one helper each for what several test files do
+
+DELETE = object()  # as a value of set_in: remove the key
+
+
+def set_in(tree, path, value):
+    """`tree` (parsed params) with the key at `path` (dotted, or a tuple of keys) set to `value`, or
+    removed when `value` is DELETE; changed in place and returned."""
+    *parents, last = path.split(".") if isinstance(path, str) else path
+    node = tree
+    for key in parents:
+        node = node[key]
+    if value is DELETE:
+        del node[last]
+    else:
+        node[last] = value
+    return tree
+
+
+def assert_one_line(message, *fragments, start=""):
+    """A user-facing error: a single line that starts with `start` and holds every fragment."""
+    assert "\n" not in message and "\r" not in message, f"not one line: {message!r}"
+    assert message.startswith(start), f"{message!r} does not start with {start!r}"
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    return message
+
+
+def assert_one_line_error(result, *fragments):
+    """A process that failed as a bad input should: non-zero exit, no traceback, one line on stderr."""
+    assert result.returncode != 0, result
+    assert "Traceback" not in result.stderr, result.stderr
+    return assert_one_line(result.stderr.strip(), "error: ", *fragments)
+
+
+RUN_STAGE = """
+import runpy, sys
+sys.argv = ["stages.{module}", {name!r}]
+{before}
+runpy.run_module("stages.{module}", run_name="__main__", alter_sys=True)
+"""
+
+
+def stage_command(module, name="moons", before=""):
+    """The command that runs a stage as `python -m stages.<module> <name>` does, after the Python code
+    `before` (a hook a test installs in the stage's own process)."""
+    return [sys.executable, "-c", RUN_STAGE.format(module=module, name=name, before=before)]
+
+
+def run_stage(repo, module, name="moons", before=""):
+    """A stage run to its end in `repo`: the CompletedProcess, its exit status not checked."""
+    return sh(*stage_command(module, name, before), cwd=repo, check=False)
+
+
+class Exploit:
+    """Unpickling this creates `marker`: what a tampered pickle-based checkpoint could do."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').close()",))

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import safetensors.numpy
 import torch
-from conftest import ROOT, perturbed_mlp
+from conftest import ROOT, Exploit, perturbed_mlp
 from safetensors import safe_open
 
 from stages import functions, models, params
@@ -200,16 +200,6 @@ def test_a_bad_checkpoint_is_one_line_naming_the_path(tmp_path, name):
     message = str(caught.value)
     assert message.startswith(f"{path}: not a Boundary Lab checkpoint (") and "\n" not in message
     assert "Error while deserializing" not in message  # the library's preamble, left out as noise
-
-
-class Exploit:
-    """Unpickling this creates `marker`: what a tampered pickle-based checkpoint could do."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (exec, (f"open({self.marker!r}, 'w').close()",))
 
 
 def test_a_pickle_holding_code_is_data_to_us_never_run(tmp_path):
