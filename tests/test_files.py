@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import assert_one_line
 
 from stages import files
 from stages.errors import UserError
@@ -163,13 +164,6 @@ BAD_FILES = [
 ]
 
 
-def assert_one_line(message, path, fragments):
-    assert "\n" not in message and "\r" not in message, f"not one line: {message!r}"
-    assert message.startswith(f"{path}: "), message
-    for fragment in fragments:
-        assert fragment in message, f"{fragment!r} not in {message!r}"
-
-
 @pytest.mark.parametrize(
     ("contents", "classes", "fragments"), [row[1:] for row in BAD_FILES], ids=[row[0] for row in BAD_FILES]
 )
@@ -183,7 +177,7 @@ def test_malformed_points_file_is_one_line_data_error(tmp_path, contents, classe
     with pytest.raises(DataError) as caught:
         read_points(path, classes)
     assert isinstance(caught.value, UserError)
-    assert_one_line(str(caught.value), path, fragments)
+    assert_one_line(str(caught.value), *fragments, start=f"{path}: ")
 
 
 def test_missing_points_file(tmp_path):

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import DELETE, ROOT, assert_one_line, set_in
 
 from stages import models, params
 from stages.params import ParamsError, load_params, parse_params
 
 PARAMS_YAML = ROOT / "params.yaml"
-DELETE = object()  # a mutation that removes the key
 
 # The base that the tables below change one key of: fixed here, so that editing params.yaml (another
 # dataset, other settings) does not move these tests. The committed file has its own tests.
@@ -51,25 +50,14 @@ def committed():
 
 
 def mutated(raw, path, value):
-    raw = copy.deepcopy(raw)
-    node = raw
-    for key in path[:-1]:
-        node = node[key]
-    if value is DELETE:
-        del node[path[-1]]
-    else:
-        node[path[-1]] = value
-    return raw
+    return set_in(copy.deepcopy(raw), path, value)
 
 
 def assert_one_line_error(raw, *fragments):
     with pytest.raises(ParamsError) as caught:
         parse_params(raw)
     message = str(caught.value)
-    assert "\n" not in message and "\r" not in message, f"not one line: {message!r}"
-    assert message.startswith("params.yaml: "), message
-    for fragment in fragments:
-        assert loose(fragment) in loose(message), f"{fragment!r} not in {message!r}"
+    assert_one_line(loose(message), *map(loose, fragments), start="params.yaml: ")
     return message
 
 
