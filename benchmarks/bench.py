@@ -2,6 +2,7 @@
 
     python benchmarks/bench.py --seed-workflow ../shared/reference/seed_workflow.py [--repeat N] [--scale]
                                [--json PATH]
+    python benchmarks/bench.py --playground [--repeat N]   # section 7 only: animation, neuron maps, snapshots
 
 Every figure is the median of --repeat runs, with its ratio to the reference of its section, measured in
 the same invocation. The project is snapshotted once (its git-tracked files, working-tree versions, in a new
@@ -138,6 +139,46 @@ def worker_train_project(log_every, repeat):
 
     timed(1)  # warm-up: lazy imports (pandas), torch's first calls
     return [timed(1001) - timed(1) for _ in range(int(repeat))]
+
+
+def worker_train_snapshots(dataset, repeat):
+    """stages.train.main of 1000 epochs (t(1001) - t(1), as above), with its snapshots and without
+    (snapshot_epochs empty, nothing saved): [with, without] pairs, interleaved."""
+    import yaml
+
+    from stages import train
+    from stages.params import parse_params
+
+    kept, save = train.snapshot_epochs, train.save_snapshots
+
+    def timed(epochs, snapshots):
+        train.snapshot_epochs, train.save_snapshots = (kept, save) if snapshots else (lambda e: set(), print)
+        raw = yaml.safe_load(Path("params.yaml").read_text())
+        raw["datasets"][dataset]["train"]["epochs"] = epochs
+        train.load_params = lambda: parse_params(raw)
+        start = time.perf_counter()
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            train.main(dataset)
+        return time.perf_counter() - start
+
+    timed(1, True)  # warm-up
+    return [[timed(1001, s) - timed(1, s) for s in (True, False)] for _ in range(int(repeat))]
+
+
+def worker_plot_neurons(dataset, repeat):
+    """stages.plot.main in-process, with neurons.png and without (neurons() returning no bytes)."""
+    from stages import plot
+
+    drawn = plot.neurons
+
+    def timed(neurons):
+        plot.neurons = drawn if neurons else (lambda *args: b"")
+        start = time.perf_counter()
+        plot.main(dataset)
+        return time.perf_counter() - start
+
+    timed(True)  # warm-up: matplotlib's fonts, caches
+    return [[timed(True), timed(False)] for _ in range(int(repeat))]
 
 
 def worker_train_plain(threads, repeat):
@@ -345,6 +386,8 @@ def bench(args, tmp):
     )
     row(section, "cold dvc repro --no-run-cache in a fresh clone (ref)", clone_runs, cold_clone)
 
+    playground(args, project, row)
+
     # 5. scale: each stage of moons at 1e3, 1e5, 1e6 points
     if args.scale:
         batch = "batch_size" in (template / "stages" / "params.py").read_text()
@@ -379,6 +422,46 @@ def bench(args, tmp):
     return commit, rows
 
 
+def playground(args, project, row):
+    """7. What issue 16 added, on a project built with default params: the animation's cost and size, the
+    neuron maps' cost, training with snapshots against without."""
+    section = "7. boundary over training, neuron maps, snapshots (budgets: 5 s, 3 MB, 1 s, 5%)"
+    for dataset in DATASETS:
+        samples = [sh(PY, "-m", "stages.animate", dataset, cwd=project) for _ in range(args.repeat)]
+        animation = project / "plots" / dataset / "boundary_training.png"
+        size = animation.stat().st_size / 2**20
+        row(section, f"python -m stages.animate {dataset}", samples, 5.0,
+            f"{size:.2f} MB ({size / 3:.0%} of 3 MB); ratio: / the 5 s budget")  # fmt: skip
+    for dataset in DATASETS:
+        pairs = worker(project, "plot_neurons", dataset, args.repeat)
+        added = [with_ - without for with_, without in pairs]
+        row(section, f"neurons.png, {dataset} (in-process plot.main, with - without)", added, 1.0,
+            f"plot.main {median([p[0] for p in pairs]):.2f} s with, {median([p[1] for p in pairs]):.2f} s "
+            "without; ratio: / the 1 s budget")  # fmt: skip
+    for dataset in DATASETS:
+        pairs = worker(project, "train_snapshots", dataset, args.repeat)
+        ratio = median([with_ / without for with_, without in pairs])
+        without = median([p[1] for p in pairs])
+        note = f"{ratio - 1:+.1%} (median of paired ratios); ratio: / without"
+        row(section, f"train {dataset}, 1000 epochs, with snapshots", [p[0] for p in pairs], without, note)
+
+
+def playground_only(args, tmp):
+    """Section 7 alone (--playground): a fresh copy built once with dvc repro, then the figures."""
+    rows = []
+
+    def row(section, name, samples, ref=None, note="", unit="s"):
+        value = median(samples if not isinstance(samples[0], tuple) else [s[0] for s in samples])
+        rows.append(dict(section=section, name=name, value=value, unit=unit, peak_mb=None,
+                         ratio=value / ref if ref else None, note=note, samples=[]))  # fmt: skip
+
+    template, commit = snapshot(tmp / "template")
+    project = fresh(template, tmp / "run")
+    repro(project, "--no-run-cache")
+    playground(args, project, row)
+    return commit, rows
+
+
 def loaded(samples):
     """The heavy libraries that the MODULES snippet found in sys.modules."""
     return samples[-1][2].split("HEAVY ")[-1].strip() or "-"
@@ -403,11 +486,14 @@ def main():
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure; medians are reported")
     parser.add_argument("--scale", action="store_true", help="also time each stage at 1e3, 1e5, 1e6 points")
     parser.add_argument("--json", help="also write the rows, with every sample, to this file")
+    parser.add_argument(
+        "--playground", action="store_true", help="only section 7 (animation, neurons, snapshots)"
+    )
     args = parser.parse_args()
     start, load = time.perf_counter(), os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="boundary-bench-") as tmp:
         ENV["DVC_SITE_CACHE_DIR"] = str(Path(tmp) / "dvc-site")  # no state shared with other runs
-        commit, rows = bench(args, Path(tmp))
+        commit, rows = (playground_only if args.playground else bench)(args, Path(tmp))
     print(
         f"Boundary Lab benchmark of {commit}: --repeat {args.repeat}, {os.cpu_count()} CPUs, "
         f"load average {load:.1f} at start, {os.getloadavg()[0]:.1f} at end, "

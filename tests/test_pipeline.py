@@ -4,9 +4,13 @@ import json
 import math
 import sys
 
+import numpy as np
 import pytest
 import yaml
 from conftest import DATASETS, ROOT, STAGES, edit_params, lock_outs, ran, sh
+from PIL import Image
+
+from stages.checkpoint import read_checkpoint, read_snapshots
 
 pytestmark = pytest.mark.e2e
 
@@ -17,14 +21,15 @@ def test_every_output_exists(built):
             header = (built / "data" / name / f"{split}.csv").read_text().splitlines()[0]
             assert header == "x1,x2,label"
         assert (built / "models" / f"{name}.safetensors").stat().st_size > 0
+        assert (built / "models" / f"{name}.snapshots.safetensors").stat().st_size > 0
         for curve in ("loss", "accuracy"):
             rows = (built / "plots" / curve / f"{name}.csv").read_text().splitlines()
             assert rows[0] == "epoch,train,test"
             assert rows[1].startswith("0,") and rows[-1].startswith("1000,")
         assert (built / "plots" / name / "predictions.csv").read_text().startswith("actual,predicted\n")
         assert (built / "plots" / name / "roc.csv").read_text().startswith("fpr,tpr,threshold\n")
-        for split in ("train", "test"):
-            assert (built / "plots" / name / f"boundary_{split}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        for image in ("boundary_train", "boundary_test", "neurons", "boundary_training"):
+            assert (built / "plots" / name / f"{image}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         metrics = json.loads((built / "metrics" / f"{name}.json").read_text())
         for split in ("train", "test"):
             assert set(metrics[split]) == {"accuracy", "loss", "precision", "recall", "f1"}
@@ -91,7 +96,40 @@ def test_training_change_reruns_that_models_stages_only(rebuilt):
 
 def test_plot_change_reruns_plots_only(rebuilt):
     edit_params(rebuilt, lambda p: p["plot"].update(resolution=120))
-    assert ran(sh("dvc", "repro", cwd=rebuilt)) == {"plot@moons", "plot@spiral"}
+    assert ran(sh("dvc", "repro", cwd=rebuilt)) == {
+        f"{stage}@{name}" for stage in ("plot", "animate") for name in DATASETS
+    }
+
+
+def test_frame_count_change_reruns_the_animations_only(rebuilt):
+    edit_params(rebuilt, lambda p: p["plot"].update(frames=12))
+    assert ran(sh("dvc", "repro", cwd=rebuilt)) == {f"animate@{name}" for name in DATASETS}
+    for name in DATASETS:
+        with Image.open(rebuilt / "plots" / name / "boundary_training.png") as image:
+            assert image.n_frames == 12
+
+
+def test_animation_holds_the_untrained_and_the_final_model(built):
+    """Its first frame is epoch 0 and its last the checkpoint's: the snapshots at both ends."""
+    for name in DATASETS:
+        snapshots = read_snapshots(built / "models" / f"{name}.snapshots.safetensors")
+        final = read_checkpoint(built / "models" / f"{name}.safetensors")
+        assert snapshots.epochs[0] == 0 and snapshots.epochs[-1] == 1000
+        assert all(np.array_equal(snapshots[-1].weights[k], v) for k, v in final.weights.items())
+        with Image.open(built / "plots" / name / "boundary_training.png") as image:
+            assert image.n_frames == 40 and image.info["loop"] == 0
+
+
+@pytest.mark.parametrize("stage", ["evaluate", "plot", "animate"])
+def test_a_stage_run_by_hand_after_a_features_edit_refuses_the_stale_checkpoint(rebuilt, stage):
+    edit_params(rebuilt, lambda p: p["datasets"]["moons"]["model"].update(features=["x1^2", "x2^2"]))
+    result = sh(sys.executable, "-m", f"stages.{stage}", "moons", cwd=rebuilt, check=False)
+    file = "models/moons.snapshots.safetensors" if stage == "animate" else "models/moons.safetensors"
+    assert result.returncode != 0
+    assert result.stderr == (
+        f"error: {file}: trained with features [x1, x2], but params.yaml has "
+        "datasets.moons.model.features = [x1^2, x2^2]; retrain it (`dvc repro`)\n"
+    )
 
 
 def test_data_change_reruns_that_dataset_only(rebuilt):
@@ -112,8 +150,8 @@ def test_new_dataset_is_one_params_entry(rebuilt):
         params["datasets"]["blobs"] = {
             "data": {"kind": "blobs", "n_samples": 300, "classes": 4, "noise": 0.3, "seed": 1},
             "split": {"test_size": 0.2, "seed": 1},
-            "model": {"hidden": [8], "activation": "tanh"},
-            "train": {"epochs": 50, "lr": 0.05, "seed": 1},
+            "model": {"hidden": [8], "activation": "tanh", "features": ["x1", "x2", "x1*x2"]},
+            "train": {"epochs": 50, "lr": 0.05, "seed": 1, "l1": 0.001},
         }
 
     edit_params(rebuilt, add_blobs)
@@ -121,12 +159,15 @@ def test_new_dataset_is_one_params_entry(rebuilt):
     metrics = json.loads((rebuilt / "metrics" / "blobs.json").read_text())
     assert metrics["test"]["accuracy"] > 0.8
 
-    # Its charts too, with dvc.yaml untouched: every dataset's six, each drawn once.
+    # Its charts too, with dvc.yaml untouched: every dataset's eight, each drawn once.
     shown = json.loads(sh("dvc", "plots", "show", "--json", cwd=rebuilt).stdout)["data"]
     assert {path: len(charts) for path, charts in shown.items()} == {
         path: 1 for name in (*DATASETS, "blobs") for path in chart_files(name)
     }
     assert shown["plots/blobs/boundary_test.png"][0]["type"] == "image"
+    assert shown["plots/blobs/boundary_training.png"][0]["type"] == "image"
+    with Image.open(rebuilt / "plots" / "blobs" / "boundary_training.png") as image:
+        assert image.n_frames == 40  # of the 51 snapshots of 50 epochs: epoch 0 and every epoch
     curves = shown["plots/loss/blobs.csv"][0]["content"]
     assert curves["encoding"]["strokeDash"]["scale"]["domain"] == ["test", "train"]  # two lines a chart
 
@@ -139,6 +180,8 @@ def chart_files(name):
         f"plots/{name}/roc.csv",
         f"plots/{name}/boundary_train.png",
         f"plots/{name}/boundary_test.png",
+        f"plots/{name}/neurons.png",
+        f"plots/{name}/boundary_training.png",
     ]
 
 
@@ -162,6 +205,7 @@ print(" ".join(sorted(set(sys.modules) & set(HEAVY))))
         ("train", "moons", {"torch"}),
         ("evaluate", "moons", {"torch", "torchmetrics", "scipy", "matplotlib"}),  # torchmetrics' own
         ("plot", "moons", {"matplotlib"}),  # the model runs in NumPy (stages/checkpoint.py)
+        ("animate", "moons", {"matplotlib"}),
     ],
 )
 def test_stage_imports_only_what_it_uses(rebuilt, stage, name, allowed):
