@@ -4,42 +4,32 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
-from conftest import ROOT, edit_params, lock_outs, sh
+from conftest import (
+    DELETE,
+    ROOT,
+    Exploit,
+    assert_one_line_error,
+    edit_params,
+    lock_outs,
+    run_stage,
+    set_in,
+    sh,
+    stage_command,
+)
 
 pytestmark = pytest.mark.e2e
 
 
 def stage(repo, module, name="moons"):
-    return sh(sys.executable, "-m", f"stages.{module}", name, cwd=repo, check=False)
-
-
-def assert_one_line_error(result, expected):
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert expected in lines[0]
+    return run_stage(repo, module, name)
 
 
 def set_key(path, value):
-    """A change to params: the dotted path's value replaced, or deleted when value is DELETE."""
+    """A change to params for edit_params: the dotted path's value replaced, or deleted for DELETE."""
+    return lambda params: set_in(params, path, value)
 
-    def change(params):
-        *parents, last = path.split(".")
-        for key in parents:
-            params = params[key]
-        if value is DELETE:
-            del params[last]
-        else:
-            params[last] = value
-
-    return change
-
-
-DELETE = object()
 
 BAD_PARAMS = [
     ("datasets.moons.train.epochs", 0, "datasets.moons.train.epochs = 0: must be an integer >= 1"),
@@ -60,9 +50,8 @@ BAD_PARAMS = [
         0,
         "datasets.moons.split.test_size = 0: must be a number in (0, 1)",
     ),
-    ("datasets.moons.model.hidden", [], "datasets.moons.model.hidden = []: must be a non-empty list of"),
     ("datasets.moons.model.hidden", [16, 0], "datasets.moons.model.hidden[1] = 0: must be an integer >= 1"),
-    ("datasets.spiral.data.classes", 1, "datasets.spiral.data.classes = 1: must be an integer >= 2"),
+    ("datasets.spiral.data.classes", 1, "datasets.spiral.data.classes = 1: must be an integer in [2, 10]"),
     ("datasets.moons.data.classes", 3, "datasets.moons.data.classes = 3: kind moons makes exactly 2 classes"),
     ("datasets.moons.data.kind", "swirl", "datasets.moons.data.kind = 'swirl': must be one of moons, spiral"),
     (
@@ -80,6 +69,30 @@ BAD_PARAMS = [
     ("plots", {"resolution": 10}, "unknown key plots; allowed: datasets, generalization, plot"),
     ("datasets.moons.split", DELETE, "missing key datasets.moons.split"),
     ("datasets.moons.model", [16, 16], "datasets.moons.model must be a mapping, got [16, 16]"),
+    # Values the schema once let through to a library that failed on them
+    (
+        "datasets.moons.data.seed",
+        2**32,
+        "datasets.moons.data.seed = 4294967296: must be an integer in [0, 4294967295]",
+    ),
+    (
+        "datasets.moons.train.seed",
+        2**64,
+        "datasets.moons.train.seed = 18446744073709551616: must be an integer in",
+    ),
+    ("datasets.spiral.data.classes", 11, "datasets.spiral.data.classes = 11: must be an integer in [2, 10]"),
+    (
+        "datasets.moons.data.n_samples",
+        10**13,
+        "datasets.moons.data.n_samples = 10000000000000: needs over 1,000,000 GB of memory (its points as "
+        "CSV text and arrays), this machine has ",
+    ),
+    (
+        "datasets.moons.model.hidden",
+        [2**63],
+        "datasets.moons.model.hidden = [9223372036854775808]: needs over 1,000,000 GB of memory (the "
+        "activations of 1000 points in a training step, 65536 in scoring), this machine has ",
+    ),
 ]
 
 
@@ -98,15 +111,27 @@ def test_params_that_are_not_yaml(rebuilt):
     assert_one_line_error(stage(rebuilt, "split"), "error: params.yaml: not valid YAML at line 2")
 
 
-def test_typo_through_dvc_repro_then_fixed_restores_every_hash(rebuilt):
+REFUSED_THEN_FIXED = [
+    ("datasets.moons.train.epochz", 5, DELETE, "unknown key datasets.moons.train.epochz"),
+    ("datasets.moons.data.seed", 2**32, 42, "datasets.moons.data.seed = 4294967296: must be"),
+    ("datasets.moons.data.n_samples", 10**13, 1000, "datasets.moons.data.n_samples = 10000000000000: needs"),
+]
+
+
+@pytest.mark.parametrize(
+    ("key", "bad", "good", "expected"),
+    REFUSED_THEN_FIXED,
+    ids=[f"{k}={v!r}" for k, v, _, _ in REFUSED_THEN_FIXED],
+)
+def test_refused_through_dvc_repro_then_fixed_restores_every_hash(rebuilt, key, bad, good, expected):
     before = lock_outs(rebuilt)
-    edit_params(rebuilt, set_key("datasets.moons.train.epochz", 5))
+    edit_params(rebuilt, set_key(key, bad))
     failed = sh("dvc", "repro", cwd=rebuilt, check=False)
     assert failed.returncode != 0
-    assert "error: params.yaml: unknown key datasets.moons.train.epochz" in failed.stderr
+    assert f"error: params.yaml: {expected}" in failed.stderr
     assert "Traceback" not in failed.stderr
 
-    edit_params(rebuilt, set_key("datasets.moons.train.epochz", DELETE))
+    edit_params(rebuilt, set_key(key, good))
     sh("dvc", "repro", cwd=rebuilt)  # restores what the failed run removed, from the cache
     assert lock_outs(rebuilt) == before
     assert (rebuilt / "models" / "moons.safetensors").exists()
@@ -132,6 +157,21 @@ BAD_DATA = [
     ("NaN", "x1,x2,label\n0.1,nan,0\n", "data/moons/all.csv: row 2, column x2: nan is not a finite number"),
     ("label too big", "x1,x2,label\n0.1,0.2,0\n0.3,0.4,2\n", "column label: 2 is not a class label in 0..1"),
     ("label not integer", "x1,x2,label\n0.1,0.2,0.5\n", "column label: 0.5 is not a class label in 0..1"),
+    (
+        "underscore",
+        "x1,x2,label\n0.1,1_0,0\n",
+        "data/moons/all.csv: row 2, column x2: '1_0' is not a finite number",
+    ),
+    (
+        "overflow",
+        "x1,x2,label\n1e999,0.2,0\n",
+        "data/moons/all.csv: row 2, column x1: 1e999 is not a finite number",
+    ),
+    (
+        "byte-order mark",
+        "\ufeffx1,x2,label\n0.1,0.2,0\n",
+        "data/moons/all.csv: starts with a byte-order mark",
+    ),
 ]
 
 
@@ -159,16 +199,6 @@ def test_a_split_that_leaves_a_set_empty(rebuilt):
     )
 
 
-class Exploit:
-    """Unpickling this runs a shell command: what a tampered pickle-based checkpoint could do."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
 @pytest.mark.parametrize("module", ["evaluate", "plot"])
 def test_a_checkpoint_holding_code_is_refused_not_run(rebuilt, module):
     import torch  # noqa: PLC0415
@@ -188,55 +218,148 @@ def test_a_truncated_checkpoint_is_refused(rebuilt):
         )
 
 
-def test_killed_training_leaves_no_partial_file_and_repro_recovers(rebuilt):
-    before = lock_outs(rebuilt)
-    old_model = (rebuilt / "models" / "moons.safetensors").read_bytes()
-    edit_params(rebuilt, set_key("datasets.moons.train.epochs", 4000))
-    run = subprocess.Popen(
-        ["dvc", "repro", "train@moons"],
-        cwd=rebuilt,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
+# ---------------------------------------------------------------------------------------------
+# Killed while writing. A hook in the writer's own process lets the write of `target` put half its
+# bytes on disk, says so on stdout, and waits: the kill then lands exactly while the file is being
+# written, after the temporary file exists and before the rename, every run. The same test runs with
+# the project's writer replaced by a plain `open(path, "wb")` one, and must catch that.
+
+STALL_WRITES = """
+import contextlib, os, time
+from stages import files
+
+TARGET, AFTER, PLAIN = {target!r}, {after!r}, {plain!r}
+written = 0
+
+
+class Stalling:
+    def __init__(self, file):
+        self.file = file
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return self.file.__exit__(*exc)
+
+    def __getattr__(self, name):
+        return getattr(self.file, name)
+
+    def write(self, data):
+        global written
+        if written + len(data) <= AFTER:
+            written += len(data)
+            return self.file.write(data)
+        self.file.write(data[: max(AFTER - written, len(data) // 2)])
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        print("stalled", os.path.basename(self.file.name), flush=True)
+        time.sleep(600)
+
+
+def stalling_open(path, mode="r", *args, **kwargs):
+    file = open(path, mode, *args, **kwargs)
+    name = os.path.basename(path)
+    if "w" in mode and (name == TARGET or name.startswith("." + TARGET + ".")):
+        return Stalling(file)
+    return file
+
+
+files.open = stalling_open
+if PLAIN:
+    @contextlib.contextmanager
+    def plain(path):
+        with files.open(path, "wb") as file:
+            yield file
+
+    files.atomic_file = plain
+"""
+
+
+def kill_while_writing(command, cwd, target):
+    """Start `command` (a writer with STALL_WRITES installed), SIGKILL its process group once the write
+    of `target` has begun; return the name of the file it was writing."""
+    writer = subprocess.Popen(
+        command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
-    for line in run.stdout:  # wait until training is under way
-        if "train moons on cpu: epoch  400/4000" in line:
-            break
-    time.sleep(0.5)
-    os.killpg(run.pid, signal.SIGKILL)
-    run.wait()
-    run.stdout.close()
-
-    model = rebuilt / "models" / "moons.safetensors"
-    assert not model.exists() or model.read_bytes() == old_model  # never half a checkpoint
-    edit_params(rebuilt, set_key("datasets.moons.train.epochs", 1000))
-    sh("dvc", "repro", cwd=rebuilt)
-    assert lock_outs(rebuilt) == before
-    assert [p for p in rebuilt.rglob("*.tmp") if ".dvc" not in p.parts] == []
+    try:
+        line = writer.stdout.readline()  # blocks until the hook reports, or the writer exits
+        assert line.startswith("stalled "), f"the writer never wrote {target}: {writer.stderr.read()}"
+    finally:
+        os.killpg(writer.pid, signal.SIGKILL)
+        writer.wait()
+        writer.stdout.close()
+        writer.stderr.close()
+    assert writer.returncode == -signal.SIGKILL
+    return line.split()[1]
 
 
-def test_killed_write_keeps_the_old_file(tmp_path):
-    """SIGKILL while a big file is being written: the old file stays whole."""
+def assert_whole(path, old: bytes):
+    """What a killed writer must leave at `path`: the old file, byte for byte."""
+    assert path.read_bytes() == old, f"{path.name}: {path.stat().st_size} bytes of a half-written file"
+
+
+WRITE_POINTS = """
+import numpy as np
+from stages.files import write_points
+n = 300_000
+write_points({path!r}, np.random.default_rng(0).normal(size=(n, 2)), np.zeros(n, np.int64))
+"""
+
+
+@pytest.mark.parametrize("writer", ["atomic", "plain"])
+def test_a_writer_killed_mid_file_leaves_the_old_file(tmp_path, writer):
+    """SIGKILL with 2 MB of a CSV written: the old file stays whole; a plain writer's does not."""
     path = tmp_path / "points.csv"
-    path.write_text("old\n")
-    code = (
-        "import numpy as np, sys\n"
-        "from stages.files import write_points\n"
-        "print('writing', flush=True)\n"
-        "n = 3_000_000\n"
-        f"write_points({str(path)!r}, np.random.default_rng(0).normal(size=(n, 2)), np.zeros(n, int))\n"
-    )
-    writer = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    assert writer.stdout.readline().strip() == "writing"
-    time.sleep(0.5)
-    writer.kill()
-    writer.wait()
-    writer.stdout.close()
-    assert path.read_text() == "old\n"
+    old = b"x1,x2,label\n0.5,0.25,1\n"
+    path.write_bytes(old)
+    hook = STALL_WRITES.format(target=path.name, after=2_000_000, plain=writer == "plain")
+    code = hook + WRITE_POINTS.format(path=str(path))
+    writing = kill_while_writing([sys.executable, "-c", code], ROOT, path.name)
+
+    if writer == "plain":  # the same check, against a writer that truncates the file in place
+        assert writing == path.name
+        with pytest.raises(AssertionError, match="half-written"):
+            assert_whole(path, old)
+        return
+    assert writing.startswith(f".{path.name}.") and writing.endswith(".tmp")  # killed before the rename
+    assert (tmp_path / writing).stat().st_size >= 2_000_000
+    assert_whole(path, old)
     # The next write replaces the file and clears what the killed writer left behind.
     from stages.files import write_bytes  # noqa: PLC0415
 
     write_bytes(path, b"new\n")
-    assert path.read_text() == "new\n"
+    assert path.read_bytes() == b"new\n"
     assert [p.name for p in tmp_path.iterdir()] == ["points.csv"]
+
+
+@pytest.mark.parametrize("writer", ["atomic", "plain"])
+def test_training_killed_while_writing_its_checkpoint_loses_nothing(rebuilt, writer):
+    """Train with new params, SIGKILLed once its checkpoint's bytes are going to disk: the old
+    checkpoint stays whole and readable; a plain writer leaves half of the new one. Then `dvc repro`
+    recovers, and the committed params restore every output from the run-cache."""
+    before = lock_outs(rebuilt)
+    model = rebuilt / "models" / "moons.safetensors"
+    old = model.read_bytes()
+    edit_params(rebuilt, set_key("datasets.moons.train.epochs", 999))
+    hook = STALL_WRITES.format(target=model.name, after=0, plain=writer == "plain")
+    writing = kill_while_writing(stage_command("train", "moons", hook), rebuilt, model.name)
+
+    if writer == "plain":
+        assert writing == model.name
+        with pytest.raises(AssertionError, match="half-written"):
+            assert_whole(model, old)
+        assert_one_line_error(stage(rebuilt, "evaluate"), "models/moons.safetensors: not a Boundary Lab")
+        return
+    assert writing.startswith(".moons.safetensors.") and writing.endswith(".tmp")
+    assert (model.parent / writing).exists()  # killed between the temporary file and the rename
+    assert_whole(model, old)
+    assert stage(rebuilt, "evaluate").returncode == 0  # the old checkpoint still loads
+
+    sh("dvc", "repro", "train@moons", cwd=rebuilt)  # the rerun finishes and clears the stale file
+    assert [p.name for p in model.parent.iterdir() if p.name.endswith(".tmp")] == []
+    edit_params(rebuilt, set_key("datasets.moons.train.epochs", 1000))
+    restored = sh("dvc", "repro", cwd=rebuilt)
+    assert "Stage 'train@moons' is cached - skipping run" in restored.stdout
+    assert lock_outs(rebuilt) == before
+    assert model.read_bytes() == old
