@@ -64,7 +64,8 @@ def main(argv=None):
     todo = [i for i in range(len(sweeps)) if i not in invalid]
     if todo:
         try:
-            finished, interrupted = run_on_ray(args, origin, commit, [(names[i], sweeps[i]) for i in todo])
+            trials = [(names[i], sweeps[i]) for i in todo]
+            finished, interrupted = run_on_ray(args, origin, commit, trials, len(invalid))
         except UserError as why:
             sys.exit(f"error: {why}")
         for result in finished:
@@ -230,7 +231,7 @@ NO_PROMPT = {"GIT_TERMINAL_PROMPT": "0"}
 # ----------------------------------------------------------------------------- the trials, on Ray
 
 
-def run_on_ray(args, origin, commit, trials):
+def run_on_ray(args, origin, commit, trials, done):
     """Every trial's result, each with a progress line as it finishes, and whether Ctrl-C stopped them."""
     import ray  # noqa: PLC0415 - only a sweep that runs pays for Ray (~1 s)
 
@@ -253,7 +254,7 @@ def run_on_ray(args, origin, commit, trials):
     def collect(ready):
         for ref in ready:
             results.append(outcome(ray, ref, pending.pop(ref)))
-            progress(len(results), len(trials), results[-1])
+            progress(done + len(results), done + len(trials), results[-1])
 
     try:
         while pending:
@@ -327,34 +328,42 @@ def trial(origin, commit, name, point, env, timeout):
 
     # Ray's subreaper mode ignores SIGCHLD, and then every child's exit status, and its children's, reads 0.
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    start = time.perf_counter()
     node = ray.get_runtime_context().get_node_id()
     result = dict(name=name, node=node, host=socket.gethostname(), pid=os.getpid(), timings={})
-    with tempfile.TemporaryDirectory(prefix=f"sweep-{name}-") as tmp:
-        repo = Path(tmp) / "repo"
-        steps = {
-            "clone": ("git", "clone", "--quiet", "--no-checkout", origin, str(repo)),
-            "checkout": ("git", "checkout", "--quiet", "--detach", commit),
-            "exp run": ("dvc", "exp", "run", "--pull", "--allow-missing", *set_params(point), "--name", name),
-            # Outputs and run-cache first, the experiment's git ref last: a ref on origin always has its data.
-            "push data": ("dvc", "push", "--quiet", "--run-cache"),
-            "push ref": ("dvc", "exp", "push", "--quiet", "--no-cache", "--force", "origin", name),
-        }
-        for step, cmd in steps.items():
-            began = time.perf_counter()
-            code, output = command(
-                cmd, cwd=tmp if step == "clone" else repo, env=os.environ | env, timeout=timeout
-            )
-            result["timings"][step] = round(time.perf_counter() - began, 3)
-            if step == "exp run":
-                result["restored"] = RESTORED.findall(output)
-            if code is None:
-                return result | dict(ok=False, error=f"{step}: no end in {timeout:g} s (--timeout); killed")
-            if code:
-                if step == "exp run":  # as DVC's CI recipes do: a rerun restores the stages that finished
-                    command(steps["push data"], cwd=repo, env=os.environ | env, timeout=timeout)
-                return result | dict(ok=False, error=error_line(output, code))
-        metrics = {p.name: json.loads(p.read_text()) for p in sorted((repo / "metrics").glob("*.json"))}
+    try:
+        with tempfile.TemporaryDirectory(prefix=f"sweep-{name}-") as tmp:
+            result = steps(Path(tmp), origin, commit, name, point, os.environ | env, timeout, result)
+    except KeyboardInterrupt:  # Ray's cancel: too late once the ref is on origin, so report it
+        if not result.get("ok"):
+            raise
+    return result
+
+
+def steps(tmp, origin, commit, name, point, env, timeout, result):
+    start = time.perf_counter()
+    repo = tmp / "repo"
+    commands = {
+        "clone": ("git", "clone", "--quiet", "--no-checkout", origin, str(repo)),
+        "checkout": ("git", "checkout", "--quiet", "--detach", commit),
+        "exp run": ("dvc", "exp", "run", "--pull", "--allow-missing", *set_params(point), "--name", name),
+        # Outputs and run-cache first, the experiment's git ref last: a ref on origin always has its data.
+        "push data": ("dvc", "push", "--quiet", "--run-cache"),
+        "push ref": ("dvc", "exp", "push", "--quiet", "--no-cache", "--force", "origin", name),
+    }
+    for step, cmd in commands.items():
+        if step == "push ref":  # read before the push: once the ref is on origin, only a return is left
+            metrics = {p.name: json.loads(p.read_text()) for p in sorted((repo / "metrics").glob("*.json"))}
+        began = time.perf_counter()
+        code, output = command(cmd, cwd=tmp if step == "clone" else repo, env=env, timeout=timeout)
+        result["timings"][step] = round(time.perf_counter() - began, 3)
+        if step == "exp run":
+            result["restored"] = RESTORED.findall(output)
+        if code is None:
+            return result | dict(ok=False, error=f"{step}: no end in {timeout:g} s (--timeout); killed")
+        if code:
+            if step == "exp run":  # as DVC's CI recipes do: a rerun restores the stages that finished
+                command(commands["push data"], cwd=repo, env=env, timeout=timeout)
+            return result | dict(ok=False, error=error_line(output, code))
     return result | dict(ok=True, seconds=round(time.perf_counter() - start, 2), metrics=metrics)
 
 
@@ -402,7 +411,8 @@ def progress(done, total, result):
 
 def table(results):
     """The sweep's experiments as `dvc exp show --only-changed --md` would show them: the params set,
-    then test and generalization accuracy of each metrics file where the experiments differ."""
+    then test and generalization accuracy of each metrics file where the experiments differ (all of
+    them when only one landed)."""
     given = [dict(o.split("=", 1) for p in r["overrides"].values() for o in p) for r in results]
     keys = list(dict.fromkeys(key for point in given for key in point))
     files = sorted({f for r in results if r.get("metrics") for f in r["metrics"]})
@@ -411,7 +421,8 @@ def table(results):
         [r["metrics"][f][s]["accuracy"] if f in r.get("metrics", {}) else "-" for r in results]
         for f, s in sections
     ]
-    changed = [i for i, column in enumerate(scores) if len(set(column) - {"-"}) > 1]
+    landed = [[score for score in column if score != "-"] for column in scores]
+    changed = [i for i, column in enumerate(landed) if len(set(column)) > 1 or len(column) == 1]
     headers = [
         "Experiment",
         *keys,

@@ -138,27 +138,6 @@ def wait_for(process, log, text, seconds=60):
         time.sleep(0.5)
 
 
-def test_sweep_on_a_two_node_cluster_uses_both_nodes(team, cluster, tmp_path):
-    summary = tmp_path / "sweep.json"
-    grid = ["-S", "datasets.moons.train.lr=0.004,0.03", "-S", EPOCHS]
-    sh(
-        *SWEEP,
-        *grid,
-        "--name",
-        "c",
-        "--address",
-        cluster.address,
-        "--json",
-        summary,
-        cwd=team,
-        env=cluster.env,
-    )
-    results = json.loads(summary.read_text())
-    assert all(r["ok"] for r in results)
-    assert len({r["node"] for r in results}) == 2  # one CPU each: the two trials ran side by side
-    assert on_origin(team) == {"c-1", "c-2"}
-
-
 # ----------------------------------------------------------------------------- faults, really caused
 
 
@@ -252,7 +231,7 @@ def test_ctrl_c_exits_130_leaves_nothing_running_and_origin_holds_exactly_what_f
     grid = ["-S", "datasets.moons.train.lr=0.002,0.004,0.008,0.016", "-S", EPOCHS]
     summary = tmp_path / "sweep.json"
     driver = Driver(*grid, "--name", name, *address, "--json", summary, cwd=team, logs=tmp_path, env=env)
-    until(driver.finished, 180, "finished trial")
+    until(lambda: len(driver.finished()) >= (2 if where == "cluster" else 1), 180, "finished trial")
     assert until(lambda: of_sweep(name), 30, "running trial")  # the next trials have started
     started = psutil.Process(driver.process.pid).children(recursive=True)  # local Ray's too
     interrupted = time.monotonic()
@@ -267,13 +246,18 @@ def test_ctrl_c_exits_130_leaves_nothing_running_and_origin_holds_exactly_what_f
     landed = {n for n, r in results.items() if r["ok"]}
     assert driver.finished() <= landed and 1 <= len(landed) < 4, driver.stderr()
     assert on_origin(team) == landed  # exactly: nothing half-pushed, nothing finished and missing
-    assert {n for n, r in results.items() if not r["ok"]} == {
-        n for n in results if results[n]["error"] == "cancelled"
-    }
+    assert all(r["error"] == "cancelled" for r in results.values() if not r["ok"]), results
+    if where == "cluster":  # one CPU each: the first two trials ran side by side, one on each node
+        assert len({results[n]["node"] for n in driver.finished()}) == 2
     table = driver.out.read_text()
-    for n in landed:  # pulled here, and in the table with its accuracy
+    for n in landed:  # pulled here, and in the table with its accuracy (or `landed` if its result was lost)
         row = next(line for line in table.splitlines() if line.startswith(f"| {n} "))
-        assert re.search(r"\| 0\.\d+ ", row), row
+        accuracy = (
+            str(results[n]["metrics"]["moons.json"]["test"]["accuracy"])
+            if "note" not in results[n]
+            else "landed"
+        )
+        assert f" {accuracy} " in row, row
     assert landed <= set(experiments(team))
 
     # Each is complete: a fresh clone pulls it, applies it, and reads the metrics the trial reported.
@@ -283,7 +267,8 @@ def test_ctrl_c_exits_130_leaves_nothing_running_and_origin_holds_exactly_what_f
     for n in landed:
         sh("dvc", "exp", "apply", n, cwd=clone)
         metrics = json.loads((clone / "metrics" / "moons.json").read_text())
-        assert metrics == results[n]["metrics"]["moons.json"] or "note" in results[n]
+        assert "note" in results[n] or metrics == results[n]["metrics"]["moons.json"]
+        assert 0.5 <= metrics["test"]["accuracy"] <= 1
 
 
 def test_a_killed_worker_is_retried_and_a_failed_trial_pushes_its_run_cache(team, tmp_path):
@@ -360,14 +345,14 @@ def test_a_raising_trial_a_hung_command_and_a_failed_pull_are_one_line_each(team
     sh("dvc", "config", "--local", "cache.dir", "/dev/null/cache", cwd=team)
     grid = ["-S", "datasets.moons.train.lr=0.005,0.01,0.02", "-S", EPOCHS]
     summary = tmp_path / "sweep.json"
-    result = sh(sys.executable, "-c", RAISES, f"{name}-2", *grid, "--name", name, "--timeout", "20",
+    result = sh(sys.executable, "-c", RAISES, f"{name}-2", *grid, "--name", name, "--timeout", "15",
                 "--json", summary, cwd=team, env=env, check=False)  # fmt: skip
     assert result.returncode == 1
     lines = result.stderr.splitlines()
     assert len(lines) == 4 and "Traceback" not in result.stderr, result.stderr
     assert f"{name}-1 done in " in result.stderr
     assert f"{name}-2 failed: trial raised ValueError: a bug in trial" in lines[0] + lines[1], result.stderr
-    assert f"{name}-3 failed: checkout: no end in 20 s (--timeout); killed" in result.stderr
+    assert f"{name}-3 failed: checkout: no end in 15 s (--timeout); killed" in result.stderr
     assert lines[3].startswith("error: dvc exp pull"), result.stderr
     nothing_left(name, [], [])  # the hook's sleep too
     results = json.loads(summary.read_text())
