@@ -322,9 +322,9 @@ def test_a_writer_killed_mid_file_leaves_the_old_file(tmp_path, writer):
         with pytest.raises(AssertionError, match="half-written"):
             assert_whole(path, old)
         return
+    assert_whole(path, old)
     assert writing.startswith(f".{path.name}.") and writing.endswith(".tmp")  # killed before the rename
     assert (tmp_path / writing).stat().st_size >= 2_000_000
-    assert_whole(path, old)
     # The next write replaces the file and clears what the killed writer left behind.
     from stages.files import write_bytes  # noqa: PLC0415
 
@@ -351,9 +351,9 @@ def test_training_killed_while_writing_its_checkpoint_loses_nothing(rebuilt, wri
             assert_whole(model, old)
         assert_one_line_error(stage(rebuilt, "evaluate"), "models/moons.safetensors: not a Boundary Lab")
         return
+    assert_whole(model, old)
     assert writing.startswith(".moons.safetensors.") and writing.endswith(".tmp")
     assert (model.parent / writing).exists()  # killed between the temporary file and the rename
-    assert_whole(model, old)
     assert stage(rebuilt, "evaluate").returncode == 0  # the old checkpoint still loads
 
     sh("dvc", "repro", "train@moons", cwd=rebuilt)  # the rerun finishes and clears the stale file
