@@ -113,27 +113,26 @@ class BoundaryFigure:
         return buffer.getvalue()
 
     def rgb(self) -> np.ndarray:
-        """The figure's pixels, (height, width, 3) uint8. Only what draw() changes is drawn again
-        after the first call (matplotlib's blitting), so the title must not change between calls."""
-        canvas, spines = self.figure.canvas, list(self.axes.spines.values())
-        changing = [
-            self.image,
-            *self.lines,
-            self.right,
-            self.wrong,
-            self.caption,
-            self.axes.get_legend(),
-            *spines,
-        ]
-        for artist in changing:
-            artist.set_animated(True)  # left out of canvas.draw(): the background
+        """The figure's pixels, (height, width, 3) uint8, drawn as for an animation (matplotlib's
+        blitting): after the first call only what draw() changes is drawn again, over a copy of the
+        rest, so the title must stay as it is; the legend is opaque, its pixels copied once."""
+        canvas, legend = self.figure.canvas, self.axes.get_legend()
+        changing = [self.image, *self.lines, self.right, self.wrong, self.caption, *self.axes.spines.values()]
         if self.background is None:
+            legend.get_frame().set_alpha(1.0)
+            for artist in changing:
+                artist.set_animated(True)  # left out of canvas.draw(): the background
+            legend.set_animated(True)
             canvas.draw()
             self.figure.set_layout_engine("none")  # the layout is done: positions stay as they are
             self.background = canvas.copy_from_bbox(self.figure.bbox)
+            self.figure.draw_artist(legend)
+            self.legend = canvas.copy_from_bbox(legend.get_window_extent())
         canvas.restore_region(self.background)
         for artist in changing:
+            artist.set_animated(True)
             self.figure.draw_artist(artist)
+        canvas.restore_region(self.legend)
         return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
     def close(self):

@@ -123,14 +123,20 @@ def save_checkpoint(path, model: MLP, device: str = "cpu") -> None:
     write_checkpoint(path, model.config, weights, device)
 
 
-def weights_now(model: MLP) -> dict[str, torch.Tensor]:
-    """A copy of the model's weights as they are, on the CPU: one snapshot."""
-    return {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
+def weights_now(model: MLP) -> torch.Tensor:
+    """One snapshot: every parameter as it is, flattened into one new tensor (a single copy, the
+    cheapest to take at every kept epoch), on the CPU."""
+    return torch.cat([param.detach().reshape(-1) for param in model.parameters()]).cpu()
 
 
-def save_snapshots(path, model: MLP, epochs: list[int], snapshots: list[dict], device: str = "cpu") -> None:
-    """The weights_now() taken at each of `epochs`, stacked, in a file of their own."""
-    stacked = {name: torch.stack([weights[name] for weights in snapshots]).numpy() for name in snapshots[0]}
+def save_snapshots(
+    path, model: MLP, epochs: list[int], snapshots: list[torch.Tensor], device: str = "cpu"
+) -> None:
+    """The weights_now() taken at each of `epochs`, each parameter stacked, in a file of their own."""
+    flat, stacked, start = torch.stack(snapshots).numpy(), {}, 0
+    for name, param in model.named_parameters():
+        stacked[name] = flat[:, start : start + param.numel()].reshape(len(snapshots), *param.shape)
+        start += param.numel()
     write_snapshots(path, model.config, epochs, stacked, device)
 
 

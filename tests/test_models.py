@@ -13,6 +13,7 @@ import torch
 from conftest import ROOT, perturbed_mlp
 from torch import nn
 
+from stages.checkpoint import read_snapshots
 from stages.datasets import moons
 from stages.errors import UserError
 from stages.models import (
@@ -30,6 +31,8 @@ from stages.models import (
     pure_tanh,
     resolve_device,
     save_checkpoint,
+    save_snapshots,
+    weights_now,
 )
 
 DTYPES = [torch.float32, torch.float64]
@@ -418,3 +421,19 @@ def test_l1_drives_weights_to_zero():
         )
         small[rate] = (weights < 1e-2).float().mean().item()
     assert small[0.01] > small[0.0] + 0.2, small
+
+
+def test_snapshots_hold_each_parameter_as_it_was_when_taken(tmp_path):
+    model = perturbed_mlp("relu", 3, hidden=(5, 4))
+    states, snapshots = [], []
+    for _ in range(3):
+        states.append({name: tensor.clone() for name, tensor in model.state_dict().items()})
+        snapshots.append(weights_now(model))
+        with torch.no_grad():
+            for param in model.parameters():
+                param.mul_(-0.5).add_(1.0)  # in place, as Adam steps: a snapshot must be a copy
+    save_snapshots(tmp_path / "s.safetensors", model, [0, 3, 8], snapshots)
+    saved = read_snapshots(tmp_path / "s.safetensors")
+    assert saved.epochs == [0, 3, 8] and saved.config == model.config
+    for i, state in enumerate(states):
+        assert all(np.array_equal(saved[i].weights[name], t.numpy()) for name, t in state.items()), i
