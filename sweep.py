@@ -305,7 +305,7 @@ def pull_landed(args, root, origin, commit, results):
                 ok=True, error=None, note="on origin; its result was lost to Ctrl-C or a dead worker"
             )
     if landed:
-        git_or_dvc("dvc", "exp", "pull", "--quiet", "origin", *sorted(landed), cwd=root, timeout=args.timeout)
+        git_or_dvc("dvc", "exp", "pull", "origin", *sorted(landed), cwd=root, timeout=args.timeout)
     return landed
 
 
@@ -347,8 +347,8 @@ def steps(tmp, origin, commit, name, point, env, timeout, result):
         "checkout": ("git", "checkout", "--quiet", "--detach", commit),
         "exp run": ("dvc", "exp", "run", "--pull", "--allow-missing", *set_params(point), "--name", name),
         # Outputs and run-cache first, the experiment's git ref last: a ref on origin always has its data.
-        "push data": ("dvc", "push", "--quiet", "--run-cache"),
-        "push ref": ("dvc", "exp", "push", "--quiet", "--no-cache", "--force", "origin", name),
+        "push data": ("dvc", "push", "--run-cache"),
+        "push ref": ("dvc", "exp", "push", "--no-cache", "--force", "origin", name),
     }
     for step, cmd in commands.items():
         if step == "push ref":  # read before the push: once the ref is on origin, only a return is left
@@ -393,7 +393,8 @@ def set_params(point):
 
 
 def error_line(output, code):
-    """The one line that says why a command failed: the stage's own `error: ...` if there is one."""
+    """The one line that says why a command failed: the stage's own `error: ...` if there is one, else
+    DVC's `ERROR: ...` (which `--quiet` would hide, so no dvc command here is quiet)."""
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     for prefix in ("error: ", "ERROR: "):
         if found := [line for line in lines if line.startswith(prefix)]:
