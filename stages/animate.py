@@ -67,15 +67,9 @@ def apng(frames, durations) -> bytes:
         images.append(changed)
     first, *rest = (Image.fromarray(image, "RGBA") for image in images)
     buffer = io.BytesIO()
-    first.save(
-        buffer,
-        format="PNG",
-        save_all=True,
-        append_images=rest,
-        duration=durations,
-        loop=0,
-        blend=Blend.OP_OVER,
-    )
+    # zlib level 3: half the time of the default 6, for a tenth more bytes.
+    options = dict(duration=durations, loop=0, blend=Blend.OP_OVER, compress_level=3)
+    first.save(buffer, format="PNG", save_all=True, append_images=rest, **options)
     return buffer.getvalue()
 
 
