@@ -148,7 +148,7 @@ def on_origin(root, origin, commit, names, timeout):
 
 def grid(params):
     """The points of `-S` overrides, by DVC's own parser: [{'params.yaml': ['a.b=1', ...]}, ...]."""
-    from dvc.exceptions import InvalidArgumentError  # noqa: PLC0415 - DVC loads in ~0.3 s; --help needn't
+    from dvc.exceptions import InvalidArgumentError  # noqa: PLC0415 - --help needn't load DVC
     from dvc.utils.cli_parse import to_path_overrides  # noqa: PLC0415
     from dvc.utils.hydra import get_hydra_sweeps  # noqa: PLC0415
     from hydra.errors import HydraException  # noqa: PLC0415
@@ -233,7 +233,7 @@ NO_PROMPT = {"GIT_TERMINAL_PROMPT": "0"}
 
 def run_on_ray(args, origin, commit, trials, done):
     """Every trial's result, each with a progress line as it finishes, and whether Ctrl-C stopped them."""
-    import ray  # noqa: PLC0415 - only a sweep that runs pays for Ray (~1 s)
+    import ray  # noqa: PLC0415 - only a sweep that runs loads Ray
 
     # Ray's raylet, not only the worker, must reap a dead worker's `dvc` and its stage.
     os.environ.setdefault("RAY_kill_child_processes_on_worker_exit_with_raylet_subreaper", "true")
