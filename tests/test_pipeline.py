@@ -14,6 +14,8 @@ from stages.checkpoint import read_checkpoint, read_snapshots
 
 pytestmark = pytest.mark.e2e
 
+MOONS_MODEL_STAGES = {f"{stage}@moons" for stage in ("train", "evaluate", "plot", "animate")}
+
 
 def test_every_output_exists(built):
     for name in DATASETS:
@@ -76,6 +78,18 @@ def test_the_readme_shows_the_committed_results(built):
         assert row in readme, row
 
 
+def test_the_playground_page_shows_the_committed_outputs(built):
+    """docs/playground.md's pictures are the pipeline's, and its table is what its script printed."""
+    page = (ROOT / "docs" / "playground.md").read_text()
+    for picture, output in [
+        ("moons_boundary_training.png", "moons/boundary_training.png"),
+        ("spiral_neurons.png", "spiral/neurons.png"),
+    ]:
+        assert f"]({picture})" in page
+        assert (ROOT / "docs" / picture).read_bytes() == (built / "plots" / output).read_bytes(), picture
+    assert "python benchmarks/playground.py" in page
+
+
 def test_second_repro_runs_nothing(rebuilt):
     result = sh("dvc", "repro", cwd=rebuilt)
     assert ran(result) == set()
@@ -91,7 +105,7 @@ def test_forced_rerun_reproduces_every_hash(rebuilt):
 
 def test_training_change_reruns_that_models_stages_only(rebuilt):
     edit_params(rebuilt, lambda p: p["datasets"]["moons"]["train"].update(lr=0.02))
-    assert ran(sh("dvc", "repro", cwd=rebuilt)) == {"train@moons", "evaluate@moons", "plot@moons"}
+    assert ran(sh("dvc", "repro", cwd=rebuilt)) == MOONS_MODEL_STAGES
 
 
 def test_plot_change_reruns_plots_only(rebuilt):
@@ -216,7 +230,7 @@ def test_stage_imports_only_what_it_uses(rebuilt, stage, name, allowed):
 
 def test_mini_batch_training_is_seeded(rebuilt):
     edit_params(rebuilt, lambda p: p["datasets"]["moons"]["train"].update(batch_size=100, epochs=30))
-    assert ran(sh("dvc", "repro", cwd=rebuilt)) == {"train@moons", "evaluate@moons", "plot@moons"}
+    assert ran(sh("dvc", "repro", cwd=rebuilt)) == MOONS_MODEL_STAGES
     first = lock_outs(rebuilt)
     history = (rebuilt / "plots" / "loss" / "moons.csv").read_text().splitlines()
     assert history[-1].startswith("30,")

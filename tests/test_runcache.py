@@ -9,7 +9,7 @@ from conftest import edit_params, experiments, output_md5s, ran, restored, sh
 
 pytestmark = pytest.mark.e2e
 
-MOONS_MODEL_STAGES = {"train@moons", "evaluate@moons", "plot@moons"}
+MOONS_MODEL_STAGES = {"train@moons", "evaluate@moons", "plot@moons", "animate@moons"}
 
 
 def snapshot(repo) -> tuple[str, dict[str, str]]:

@@ -14,7 +14,7 @@ from conftest import edit_params, experiments, lock_outs, output_md5s, ran, rest
 
 pytestmark = pytest.mark.e2e
 
-MOONS_MODEL_STAGES = {"train@moons", "evaluate@moons", "plot@moons"}
+MOONS_MODEL_STAGES = {"train@moons", "evaluate@moons", "plot@moons", "animate@moons"}
 QUICK_MOONS = {"lr": 0.02, "epochs": 100}  # a second params set for moons, fast to train
 DUMMY_AWS = {
     "AWS_ACCESS_KEY_ID": "testing",
