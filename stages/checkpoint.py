@@ -72,20 +72,23 @@ class Checkpoint:
         return np.concatenate(out) if out else np.empty((0, self.config["classes"]))
 
     def check(self, path, name: str, dataset: DatasetParams) -> "Checkpoint":
-        """This checkpoint, if it was trained for the classes and features params.yaml gives the
-        dataset now (a stage run by hand after an edit would otherwise draw or score a stale model)."""
-        for key, now in (
-            ("data.classes", dataset.data.classes),
-            ("model.features", list(dataset.model.features)),
-        ):
-            saved = self.config[key.split(".")[1]]
-            if saved != now:
-                show = (lambda v: f"[{', '.join(v)}]") if isinstance(now, list) else str
+        """This checkpoint, if it was trained for what params.yaml gives the dataset now: its classes
+        and model (a stage run by hand after an edit would otherwise draw or score a stale model)."""
+        model = dataset.model
+        now = {"data.classes": dataset.data.classes, "model.hidden": model.hidden}
+        now |= {"model.activation": model.activation, "model.features": list(model.features)}
+        for key, value in now.items():
+            setting = key.split(".")[1]
+            if self.config[setting] != value:
                 raise UserError(
-                    f"{path}: trained with {key.split('.')[1]} {show(saved)}, but params.yaml has "
-                    f"datasets.{name}.{key} = {show(now)}; retrain it (`dvc repro`)"
+                    f"{path}: trained with {setting} {_shown(self.config[setting])}, but params.yaml has "
+                    f"datasets.{name}.{key} = {_shown(value)}; retrain it (`dvc repro`)"
                 )
         return self
+
+
+def _shown(value):
+    return f"[{', '.join(map(str, value))}]" if isinstance(value, list) else str(value)
 
 
 @dataclass(frozen=True)

@@ -348,11 +348,11 @@ def test_a_bad_snapshots_file_is_one_line(tmp_path, change, why):
     assert str(caught.value) == f"{path}: not a Boundary Lab snapshots file ({why})"
 
 
-def dataset_params(classes=3, features=("x1", "x2")):
+def dataset_params(classes=3, features=("x1", "x2"), hidden=(6, 5), activation="relu"):
     raw = {
         "data": {"kind": "spiral", "n_samples": 100, "classes": classes, "noise": 0.1, "seed": 1},
         "split": {"test_size": 0.2, "seed": 1},
-        "model": {"hidden": [6, 5], "activation": "relu", "features": list(features)},
+        "model": {"hidden": list(hidden), "activation": activation, "features": list(features)},
         "train": {"epochs": 1, "lr": 0.1, "seed": 1},
     }
     return parse_params({"datasets": {"m": raw}}).dataset("m")
@@ -368,6 +368,11 @@ def test_a_checkpoint_that_agrees_with_params_is_accepted(tmp_path):
     ("dataset", "message"),
     [
         (dict(classes=4), "trained with classes 3, but params.yaml has datasets.m.data.classes = 4"),
+        (dict(hidden=[6]), "trained with hidden [6, 5], but params.yaml has datasets.m.model.hidden = [6]"),
+        (
+            dict(activation="tanh"),
+            "trained with activation relu, but params.yaml has datasets.m.model.activation = tanh",
+        ),
         (
             dict(features=("x1^2", "x2^2")),
             "trained with features [x1, x2], but params.yaml has datasets.m.model.features = [x1^2, x2^2]",
