@@ -53,9 +53,10 @@ class Adam:
     """Adam (Kingma & Ba, 2015), step for step as torch.optim.Adam(fused=True) computes it: torch's
     functional adam, with one fused kernel updating every parameter.
 
-    torch.optim.Adam imports dynamo, torch's compiler, when first stepped: 1.9 s, more than the
-    rest of the training stage's start-up and its 1000 epochs together. The functional form does
-    not, as tests/test_models.py checks, along with this class against torch.optim.Adam bit for bit.
+    torch.optim.Adam imports torch's compiler when first stepped, which costs more than the
+    training stage's 1000 epochs (benchmarks/bench_imports.py; docs/benchmarks.md). The functional
+    form does not, as tests/test_models.py checks, along with this class against torch.optim.Adam
+    bit for bit.
     """
 
     def __init__(self, params, lr: float, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0):
@@ -157,8 +158,8 @@ def configure_torch(seed: int = 0, device: torch.device | None = None) -> None:
     torch.manual_seed(seed)
     torch.set_num_threads(1)
     if device is not None and device.type == "cuda":
-        # The CPU kernels used here are deterministic as they are; the flag is for CUDA's (and
-        # costs 1.5 s of imports, torch's inductor compiler, so CPU runs go without it).
+        # The CPU kernels used here are deterministic as they are; the flag is for CUDA's (it
+        # imports torch's compiler, so CPU runs go without it: benchmarks/bench_imports.py).
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
 
