@@ -383,14 +383,10 @@ def bench(args, tmp):
         f"{recompute[-1][2]} stages ran: train, evaluate, plot of moons")  # fmt: skip
 
     section = "6b. a teammate: git clone + dvc pull --run-cache + dvc repro (ratio: / cold, fresh clone)"
-    origin, storage = tmp / "origin.git", tmp / "storage"
-    sh("git", "init", "-q", "--bare", "-b", "main", origin)
-    sh("git", "remote", "add", "origin", origin, cwd=project)
-    sh("dvc", "remote", "add", "-d", "storage", storage, cwd=project)
-    sh("git", "add", "-A", cwd=project)
-    sh("git", "commit", "-q", "-m", "computed", cwd=project)
-    sh("git", "push", "-q", "origin", "main", cwd=project)
-    sh("dvc", "push", "--run-cache", cwd=project)
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import share  # the tests' team set-up: a bare origin and a local DVC remote
+
+    origin = share(project, tmp, message="computed")
     teammate = []
     for i in range(args.repeat):
         clone = tmp / f"teammate{i}"

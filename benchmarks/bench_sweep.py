@@ -106,12 +106,10 @@ def main():
         assert status.count("Success") == 8, status
 
         team = copy(snap, tmp / "ray")
-        sh("git", "init", "-q", "--bare", "-b", "main", tmp / "origin.git", cwd=tmp)
-        sh("git", "remote", "add", "origin", tmp / "origin.git", cwd=team)
-        sh("dvc", "remote", "add", "-d", "storage", tmp / "storage", cwd=team)
-        sh("git", "commit", "-q", "-am", "team remotes", cwd=team)
-        sh("git", "push", "-q", "origin", "main", cwd=team)
-        sh("dvc", "push", "-q", cwd=team)
+        sys.path.insert(0, str(ROOT / "tests"))
+        from conftest import share  # noqa: PLC0415 - the tests' team set-up, once
+
+        share(team, tmp, message="team remotes")
         ray_wall, _ = sh(sys.executable, "-m", "sweep", *grid, "--json", tmp / "sweep.json", cwd=team)
         trials = json.loads((tmp / "sweep.json").read_text())
         assert len(trials) == 8 and all(t["ok"] for t in trials)

@@ -122,6 +122,28 @@ def experiments(repo) -> dict[str, dict]:
     return found
 
 
+def share(repo, where: Path, remote=None, message="the team's origin and DVC remote", push=True) -> Path:
+    """Make `repo` a team's clone: a bare git `origin` in `where`, a default DVC remote (a local
+    directory in `where`, or the given `dvc remote` commands), everything published to both
+    (`push=False`: git only). The tests and benchmarks/ set up every team this way."""
+    origin = where / "origin.git"
+    sh("git", "init", "-q", "--bare", "-b", "main", origin, cwd=where)
+    sh("git", "remote", "add", "origin", origin, cwd=repo)
+    for command in remote or [("dvc", "remote", "add", "-d", "storage", where / "storage")]:
+        sh(*command, cwd=repo)
+    publish(repo, message, push)
+    return origin
+
+
+def publish(repo, message, push=True):
+    """Commit everything; push the outputs and run-cache to the DVC remote first, then the commit."""
+    sh("git", "add", "-A", cwd=repo)
+    sh("git", "commit", "-q", "-m", message, cwd=repo)
+    if push:
+        sh("dvc", "push", "-q", "--run-cache", cwd=repo)
+    sh("git", "push", "-q", "origin", "main", cwd=repo)
+
+
 @pytest.fixture(scope="session")
 def built(tmp_path_factory):
     """The project after a cold `dvc repro`: no cache, no run-cache."""

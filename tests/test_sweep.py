@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import psutil
 import pytest
-from conftest import edit_params, experiments, sh
+from conftest import edit_params, experiments, sh, share
 
 pytestmark = pytest.mark.e2e
 
@@ -28,22 +28,10 @@ SWEEP = (sys.executable, "-m", "sweep")
 EPOCHS = "datasets.moons.train.epochs=40"  # a few epochs: these tests time the plumbing, not training
 
 
-def shared(repo, tmp_path):
-    """Make `repo` a team's clone: origin and the default DVC remote exist and hold its commit."""
-    sh("git", "init", "-q", "--bare", "-b", "main", tmp_path / "origin.git", cwd=tmp_path)
-    sh("git", "remote", "add", "origin", tmp_path / "origin.git", cwd=repo)
-    sh("dvc", "remote", "add", "-d", "storage", tmp_path / "storage", cwd=repo)
-    sh("git", "add", "-A", cwd=repo)
-    sh("git", "commit", "-q", "-m", "team setup", cwd=repo)
-    sh("git", "push", "-q", "origin", "main", cwd=repo)
-    return repo
-
-
 @pytest.fixture
 def team(rebuilt, tmp_path):
-    repo = shared(rebuilt, tmp_path)
-    sh("dvc", "push", "-q", "--run-cache", cwd=repo)
-    return repo
+    share(rebuilt, tmp_path)
+    return rebuilt
 
 
 def on_origin(repo) -> set[str]:
@@ -380,7 +368,8 @@ def test_a_hung_command_is_killed_at_the_timeout_in_one_line(team, tmp_path):
 @pytest.fixture
 def pushed(project, tmp_path):
     """A clean project whose commit is on origin, with a default DVC remote: nothing to refuse."""
-    return shared(project, tmp_path)
+    share(project, tmp_path, push=False)
+    return project
 
 
 def dirty(repo):

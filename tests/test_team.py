@@ -10,7 +10,7 @@ import logging
 import uuid
 
 import pytest
-from conftest import edit_params, experiments, lock_outs, output_md5s, ran, restored, sh
+from conftest import edit_params, experiments, lock_outs, output_md5s, publish, ran, restored, sh, share
 
 pytestmark = pytest.mark.e2e
 
@@ -64,24 +64,10 @@ def storage(request, tmp_path) -> list[tuple[str, ...]]:
     ]
 
 
-def publish(repo, message):
-    """Commit everything, push the DVC cache and run-cache, then the git commit."""
-    sh("git", "add", "-A", cwd=repo)
-    sh("git", "commit", "-q", "-m", message, cwd=repo)
-    sh("dvc", "push", "--run-cache", cwd=repo)
-    sh("git", "push", "-q", "origin", "main", cwd=repo)
-
-
 @pytest.fixture
 def team(rebuilt, storage, tmp_path):
     """The first clone (a cold `dvc repro` done) with its results published, and the git origin."""
-    origin = tmp_path / "origin.git"
-    sh("git", "init", "-q", "--bare", "-b", "main", origin, cwd=tmp_path)
-    sh("git", "remote", "add", "origin", origin, cwd=rebuilt)
-    for command in storage:
-        sh(*command, cwd=rebuilt)
-    publish(rebuilt, "results, and the team's DVC remote")
-    return rebuilt, origin
+    return rebuilt, share(rebuilt, tmp_path, storage, "results, and the team's DVC remote")
 
 
 def clone(origin, path):
