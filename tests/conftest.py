@@ -164,7 +164,13 @@ def rebuilt(built, tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Bad input: one helper each for what several test files do
 
-DELETE = object()  # as a value of set_in: remove the key
+
+class _Delete:
+    def __repr__(self):  # a stable test id: pytest-xdist's workers must collect the same names
+        return "DELETE"
+
+
+DELETE = _Delete()  # as a value of set_in: remove the key
 
 
 def set_in(tree, path, value):

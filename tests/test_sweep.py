@@ -22,7 +22,7 @@ import psutil
 import pytest
 from conftest import edit_params, experiments, sh, share
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("ray")]  # one Ray at a time, on one worker
 
 SWEEP = (sys.executable, "-m", "sweep")
 EPOCHS = "datasets.moons.train.epochs=40"  # a few epochs: these tests time the plumbing, not training
