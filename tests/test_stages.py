@@ -1,6 +1,7 @@
 """What each stage declares in dvc.yaml against what its code does: imports, params, CLI."""
 
 import ast
+import hashlib
 import subprocess
 import sys
 
@@ -58,3 +59,13 @@ def test_unknown_dataset_is_a_one_line_error():
         result.stderr.strip()
         == "error: params.yaml: no dataset 'nope' under datasets (defined: moons, spiral)"
     )
+
+
+def test_the_committed_lock_hashes_the_current_code():
+    """dvc.lock names the code each output came from: a stage edited without `dvc repro` leaves it stale."""
+    lock = yaml.safe_load((ROOT / "dvc.lock").read_text())
+    for stage, entry in lock["stages"].items():
+        for dep in entry["deps"]:
+            if dep["path"].startswith("stages/"):
+                md5 = hashlib.md5((ROOT / dep["path"]).read_bytes()).hexdigest()
+                assert dep["md5"] == md5, f"{stage}: {dep['path']} changed since dvc.lock; run dvc repro"
