@@ -331,7 +331,8 @@ def trial(origin, commit, name, point, env, timeout):
     node = ray.get_runtime_context().get_node_id()
     result = dict(name=name, node=node, host=socket.gethostname(), pid=os.getpid(), timings={})
     try:
-        with tempfile.TemporaryDirectory(prefix=f"sweep-{name}-") as tmp:
+        # A cancelled command may still be writing in it: a failed clean-up must not hide the cancel.
+        with tempfile.TemporaryDirectory(prefix=f"sweep-{name}-", ignore_cleanup_errors=True) as tmp:
             result = steps(Path(tmp), origin, commit, name, point, os.environ | env, timeout, result)
     except KeyboardInterrupt:  # Ray's cancel: too late once the ref is on origin, so report it
         if not result.get("ok"):
