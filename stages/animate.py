@@ -14,7 +14,7 @@ from PIL import Image
 from PIL.PngImagePlugin import Blend
 
 from stages.checkpoint import read_snapshots, snapshots_path
-from stages.drawing import BoundaryFigure, Plane
+from stages.drawing import BoundaryFigure, Plane, shown_points
 from stages.errors import run
 from stages.files import data_path, plots_dir, read_points, write_bytes
 from stages.params import load_params
@@ -32,9 +32,7 @@ def main(name):
     # Half the final images' grid a side: frames are smaller, and the field is most of the cost.
     plane = Plane(np.concatenate([points for points, _ in splits.values()]), max(plot.resolution // 2, 10))
     points, labels = splits["train"]
-    shown = np.arange(len(labels))
-    if len(shown) > plot.max_points:  # the plot stage's sample of the training points
-        shown = np.sort(np.random.default_rng(0).choice(len(labels), plot.max_points, replace=False))
+    shown = shown_points(len(labels), plot.max_points, np.random.default_rng(0))  # the plot stage's
 
     figure = BoundaryFigure(plane, dataset.data.classes, round(SCALE * plot.dpi), SIZE)
     frames = []

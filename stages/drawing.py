@@ -23,6 +23,14 @@ def shading(field):
     return np.clip(field @ (1.0 - 0.55 * (1.0 - colours)), 0.0, 1.0)
 
 
+def shown_points(count, max_points, rng):
+    """The indices of the points a figure draws: all of them, or a seeded sample of max_points in
+    their order (readable and fast for big sets); plot and animate draw the same training points."""
+    if count <= max_points:
+        return np.arange(count)
+    return np.sort(rng.choice(count, max_points, replace=False))
+
+
 class Plane:
     """The part of the plane drawn, around `points` with a margin (a share of their span), and the
     grid the model is sampled on there: resolution x resolution points from edge to edge."""

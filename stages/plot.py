@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from stages.checkpoint import read_checkpoint
-from stages.drawing import BoundaryFigure, Plane, plt, shading
+from stages.drawing import BoundaryFigure, Plane, plt, shading, shown_points
 from stages.errors import run
 from stages.files import data_path, model_path, plots_dir, read_points, write_bytes
 from stages.params import load_params
@@ -36,9 +36,7 @@ def main(name):
     sample = np.random.default_rng(0)
     for split, (points, labels) in splits.items():
         predicted = model.probabilities(points).argmax(axis=1)
-        shown = np.arange(len(labels))
-        if len(shown) > plot.max_points:  # a bounded, seeded sample keeps big sets readable and fast
-            shown = np.sort(sample.choice(len(labels), plot.max_points, replace=False))
+        shown = shown_points(len(labels), plot.max_points, sample)
         count = f"{len(shown)} of {len(labels)}" if len(shown) < len(labels) else f"{len(labels)}"
         title = f"{name}: {split} set ({count} points)"
         caption = f"accuracy {(predicted == labels).mean():.1%}"
