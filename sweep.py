@@ -43,7 +43,7 @@ from stages.errors import UserError
 PARAMS = "params.yaml"
 KEY_ERROR = re.compile(r": (unknown|missing) key ")  # a typo in a key, as opposed to a bad value
 RESTORED = re.compile(r"Stage '([^']+)' is cached - skipping run")  # `dvc exp run`'s own words
-GRACE = 10  # seconds a cancelled trial has to kill its command before its worker is killed
+GRACE = 10  # seconds a stopped trial has to kill its command and return before its worker is killed
 
 
 def main(argv=None):
@@ -240,6 +240,7 @@ def run_on_ray(args, origin, commit, trials, done):
     local = dict(address="local", include_dashboard=False) if not args.address else dict(address=args.address)
     try:
         ray.init(**local, logging_level="ERROR", log_to_driver=False, configure_logging=True)
+        stop = ray.remote(num_cpus=0)(Stop).remote()
     except (ConnectionError, RuntimeError) as error:  # no cluster there, or a wrong auth token
         raise UserError(f"Ray at {args.address or 'this machine'}: {str(error).splitlines()[0]}") from None
     except KeyboardInterrupt:
@@ -248,8 +249,7 @@ def run_on_ray(args, origin, commit, trials, done):
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # see trial()
     task = ray.remote(num_cpus=1, max_retries=args.retries)(trial)
     env = worker_env()
-    pending = {task.remote(origin, commit, name, point, env, args.timeout): name for name, point in trials}
-    results = []
+    pending, results = {}, []
 
     def collect(ready):
         for ref in ready:
@@ -257,22 +257,40 @@ def run_on_ray(args, origin, commit, trials, done):
             progress(done + len(results), done + len(trials), results[-1])
 
     try:
+        for name, point in trials:
+            pending[task.remote(origin, commit, name, point, env, args.timeout, stop)] = name
         while pending:
             collect(ray.wait(list(pending))[0])
         return results, False
     except KeyboardInterrupt:
-        # A gentle cancel is a KeyboardInterrupt in the trial: it kills its command, pushes nothing more.
-        for ref in pending:
-            ray.cancel(ref)
+        # The trials stop themselves (no ray.cancel: its races with a finishing task can crash the driver).
+        stop.request.remote()
         with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: no more waiting
-            collect(ray.wait(list(pending), num_returns=len(pending), timeout=GRACE)[0])
-        for ref, name in pending.items():
+            deadline = time.monotonic() + GRACE
+            while pending and (left := deadline - time.monotonic()) > 0:
+                collect(ray.wait(list(pending), timeout=left)[0])
+        for ref in pending:  # past the grace: the worker is killed, and its raylet kills its commands
             ray.cancel(ref, force=True)
-            results.append(dict(name=name, ok=False, error="cancelled"))
-        print(f"interrupted: {len(pending)} trials cancelled", file=sys.stderr, flush=True)
+        reported = {r["name"] for r in results}
+        results += [dict(name=n, ok=False, error="cancelled") for n, _ in trials if n not in reported]
+        cancelled = sum(r.get("error") == "cancelled" for r in results)
+        print(f"interrupted: {cancelled} trials cancelled", file=sys.stderr, flush=True)
         return results, True
     finally:
         ray.shutdown()
+
+
+class Stop:
+    """Ctrl-C as the trials see it (a Ray actor): the driver requests it, each trial asks between polls."""
+
+    def __init__(self):
+        self.asked = False
+
+    def request(self):
+        self.asked = True
+
+    def requested(self):
+        return self.asked
 
 
 def outcome(ray, ref, name):
@@ -322,7 +340,7 @@ def worker_env():
     return env
 
 
-def trial(origin, commit, name, point, env, timeout):
+def trial(origin, commit, name, point, env, timeout, stop):
     """One grid point, on a worker: clone, `dvc exp run`, push data then the ref. Returns its result."""
     import ray  # noqa: PLC0415
 
@@ -330,17 +348,35 @@ def trial(origin, commit, name, point, env, timeout):
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     node = ray.get_runtime_context().get_node_id()
     result = dict(name=name, node=node, host=socket.gethostname(), pid=os.getpid(), timings={})
+    result["started"] = round(time.time(), 3)  # wall clock, to compare trials across nodes
+    answer = None
+
+    def stopped():
+        """The driver's latest answer. Never ray.get: a task blocked in it lends its CPU to another trial."""
+        nonlocal answer
+        asked = False
+        if answer is not None and answer.done():
+            with contextlib.suppress(ray.exceptions.RayError):  # no driver: Ray ends this task with it
+                asked = answer.result()
+            answer = None
+        if answer is None:
+            answer = stop.requested.remote().future()
+        return asked
+
     try:
-        # A cancelled command may still be writing in it: a failed clean-up must not hide the cancel.
+        # A stopped command may still be writing in it: a failed clean-up must not hide the stop.
         with tempfile.TemporaryDirectory(prefix=f"sweep-{name}-", ignore_cleanup_errors=True) as tmp:
-            result = steps(Path(tmp), origin, commit, name, point, os.environ | env, timeout, result)
-    except KeyboardInterrupt:  # Ray's cancel: too late once the ref is on origin, so report it
-        if not result.get("ok"):
-            raise
-    return result
+            result = steps(Path(tmp), origin, commit, name, point, os.environ | env, timeout, stopped, result)
+    except Stopped:
+        result = result | dict(ok=False, error="cancelled")
+    return result | dict(ended=round(time.time(), 3))
 
 
-def steps(tmp, origin, commit, name, point, env, timeout, result):
+class Stopped(Exception):
+    """The driver asked the trials to stop (Ctrl-C): the running command is killed, nothing more runs."""
+
+
+def steps(tmp, origin, commit, name, point, env, timeout, stopped, result):
     start = time.perf_counter()
     repo = tmp / "repo"
     commands = {
@@ -352,10 +388,11 @@ def steps(tmp, origin, commit, name, point, env, timeout, result):
         "push ref": ("dvc", "exp", "push", "--no-cache", "--force", "origin", name),
     }
     for step, cmd in commands.items():
-        if step == "push ref":  # read before the push: once the ref is on origin, only a return is left
+        if step == "push ref":
             metrics = {p.name: json.loads(p.read_text()) for p in sorted((repo / "metrics").glob("*.json"))}
         began = time.perf_counter()
-        code, output = command(cmd, cwd=tmp if step == "clone" else repo, env=env, timeout=timeout)
+        run = dict(cwd=tmp if step == "clone" else repo, env=env, timeout=timeout, stopped=stopped)
+        code, output = command(cmd, **run)
         result["timings"][step] = round(time.perf_counter() - began, 3)
         if step == "exp run":
             result["restored"] = RESTORED.findall(output)
@@ -363,21 +400,28 @@ def steps(tmp, origin, commit, name, point, env, timeout, result):
             return result | dict(ok=False, error=f"{step}: no end in {timeout:g} s (--timeout); killed")
         if code:
             if step == "exp run":  # as DVC's CI recipes do: a rerun restores the stages that finished
-                command(commands["push data"], cwd=repo, env=env, timeout=timeout)
+                command(commands["push data"], **run)
             return result | dict(ok=False, error=error_line(output, code))
     return result | dict(ok=True, seconds=round(time.perf_counter() - start, 2), metrics=metrics)
 
 
-def command(cmd, cwd, env, timeout):
+def command(cmd, cwd, env, timeout, stopped):
     """(exit status, or None past `timeout` seconds; stdout and stderr) of a command run in a session of
-    its own, which is killed whole (a stage under `dvc`, a hook under `git`) on a timeout or an interrupt."""
+    its own, which is killed whole (a stage under `dvc`, a hook under `git`) on a timeout, or on a stop
+    (raises Stopped). A stop asked for before it starts runs nothing."""
+    if stopped():
+        raise Stopped
     with tempfile.TemporaryFile("w+") as output:
         process = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=output,
                                    stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
         deadline = time.monotonic() + timeout
         try:
-            while process.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.1)  # short sleeps: Ray's cancel is a KeyboardInterrupt that needs Python running
+            while (left := deadline - time.monotonic()) > 0:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(min(left, 0.5))
+                    break
+                if stopped():
+                    raise Stopped
         finally:
             timed_out = process.poll() is None
             if timed_out:

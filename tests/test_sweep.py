@@ -200,6 +200,15 @@ def alive(processes):
     return [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
 
+def most_at_once(intervals):
+    """The most of these (start, end) intervals that overlap at any moment."""
+    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    running = [0]
+    for _, change in events:
+        running.append(running[-1] + change)
+    return max(running)
+
+
 def nothing_left(name, processes, roots):
     """Nothing of the sweep runs: not in its clones, not among `processes`, no Ray task under `roots`."""
     with contextlib.suppress(AssertionError):
@@ -237,6 +246,9 @@ def test_ctrl_c_exits_130_leaves_nothing_running_and_origin_holds_exactly_what_f
     assert all(r["error"] == "cancelled" for r in results.values() if not r["ok"]), results
     if where == "cluster":  # one CPU each: the first two trials ran side by side, one on each node
         assert len({results[n]["node"] for n in driver.finished()}) == 2
+    # A trial keeps its CPU while it asks whether to stop: never more trials at once than CPUs.
+    ran = [(r["started"], r["ended"]) for r in results.values() if "started" in r]
+    assert most_at_once(ran) <= (2 if where == "cluster" else os.cpu_count()), ran
     table = driver.out.read_text()
     for n in landed:  # pulled here, and in the table with its accuracy (or `landed` if its result was lost)
         row = next(line for line in table.splitlines() if line.startswith(f"| {n} "))
