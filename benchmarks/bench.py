@@ -36,13 +36,8 @@ GIT_ID = {"NAME": "bench", "EMAIL": "bench@invalid"}
 ENV = os.environ | {f"GIT_{who}_{k}": v for who in ("AUTHOR", "COMMITTER") for k, v in GIT_ID.items()}
 ENV["DVC_NO_ANALYTICS"] = "1"
 ENV["PATH"] = f"{Path(PY).parent}{os.pathsep}{ENV['PATH']}"  # `dvc` and stage `python` from this venv
-RUN_STAGE = """import runpy, sys  # `python -m stages.{stage} {dataset}`, then list the heavy modules
-sys.argv[1:] = ["{dataset}"]
-try:
-    runpy.run_module("stages.{stage}", run_name="__main__", alter_sys=True)
-finally:
-    {modules}"""
 MODULES = f"import sys; print('HEAVY', ','.join(m for m in {HEAVY} if m in sys.modules))"
+EXIT = "import os; sys.stdout.flush(); os._exit(0)"  # as stages/errors.py ends a stage: no teardown
 
 
 # ----------------------------------------------------------------------------- running things
@@ -349,7 +344,8 @@ def bench(args, tmp):
     section = "4. start-up: python -c 'import ...' (ratio: / bare python)"
     imports = {"bare python (ref)": "pass", "import torch": "import torch"}
     imports |= {f"import stages.{s}": f"import stages.{s}" for s in STAGES}
-    runs = {name: [sh(PY, "-c", f"{code}; {MODULES}", cwd=project) for _ in range(max(3, args.repeat))]
+    repeat = max(3, args.repeat)
+    runs = {name: [sh(PY, "-c", f"{code}; {MODULES}; {EXIT}", cwd=project) for _ in range(repeat)]
             for name, code in imports.items()}  # fmt: skip
     ref = median([s for s, *_ in runs["bare python (ref)"]])
     startup = {name: row(section, name, samples, ref, f"loads {loaded(samples)}")
@@ -359,10 +355,9 @@ def bench(args, tmp):
     total = 0.0
     for stage in STAGES:
         for dataset in DATASETS:
-            code = RUN_STAGE.format(stage=stage, dataset=dataset, modules=MODULES)
-            samples = [sh(PY, "-c", code, cwd=project) for _ in range(args.repeat)]
+            samples = [sh(PY, "-m", f"stages.{stage}", dataset, cwd=project) for _ in range(args.repeat)]
             value = median([s for s, *_ in samples])
-            note = f"import {startup[f'import stages.{stage}'] / value:.0%}; loads {loaded(samples)}"
+            note = f"import {startup[f'import stages.{stage}'] / value:.0%}"
             total += row(section, f"python -m stages.{stage} {dataset}", samples, cold, note)
     commands = f"sum of the {len(STAGES) * len(DATASETS)} stage commands"
     row(section, commands, [total], cold, f"cold run less this: {cold - total:+.1f} s")

@@ -29,8 +29,8 @@ def main(name):
     path = snapshots_path(name)
     snapshots = read_snapshots(path).check(path, name, dataset)
     splits = {split: read_points(data_path(name, split), dataset.data.classes) for split in ("train", "test")}
-    # Half the final images' grid a side: frames are smaller, and the field is most of the cost.
-    plane = Plane(np.concatenate([points for points, _ in splits.values()]), max(plot.resolution // 2, 10))
+    # A grid of its own: frames are smaller than the final images, and the field is most of their cost.
+    plane = Plane(np.concatenate([points for points, _ in splits.values()]), plot.frame_resolution)
     points, labels = splits["train"]
     shown = shown_points(len(labels), plot.max_points, np.random.default_rng(0))  # the plot stage's
 

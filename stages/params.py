@@ -91,6 +91,7 @@ class PlotParams:
     max_points: int = spec(2000, low=1)  # points drawn per figure, sampled when there are more
     dpi: int = spec(100, low=30, high=600)
     frames: int = spec(40, low=2, high=200)  # of the animation of training, at most one per snapshot
+    frame_resolution: int = spec(100, low=10, high=2000)  # the animation's grid cells per axis
 
 
 @dataclass(frozen=True)
@@ -316,7 +317,10 @@ def memory_costs(params: Params, name: str, dataset: DatasetParams) -> list[tupl
     at_once = min(train.batch_size or data.n_samples, data.n_samples)  # points in one training step
     snapshots = min(train.epochs + 1, SNAPSHOTS_KEPT)
     rows = train.epochs // train.log_every + 2
-    grid = params.plot.resolution**2
+    # The larger of the two probability grids: the plot and the animation draw in separate processes.
+    plot = params.plot
+    grid_key = max([("plot.resolution", plot.resolution), ("plot.frame_resolution", plot.frame_resolution)],
+                   key=lambda item: item[1])  # fmt: skip
     points = max(data.n_samples, params.generalization.n_samples)
     points_key = (
         f"{path}.data.n_samples" if data.n_samples >= points else "generalization.n_samples",
@@ -346,7 +350,7 @@ def memory_costs(params: Params, name: str, dataset: DatasetParams) -> list[tupl
             rows * CURVE_ROW_BYTES,
             f"a learning-curve row every log_every = {train.log_every} epochs",
         ),
-        ("plot.resolution", params.plot.resolution, grid * (data.classes + 8) * 16, "the probability grid"),
+        (*grid_key, grid_key[1] ** 2 * (data.classes + 8) * 16, "the probability grid"),
     ]
 
 

@@ -24,13 +24,11 @@ CONFLICTING = {  # what a user's shell or another project might set: each would 
     "OPENBLAS_CORETYPE": "Prescott",
 }
 
-# Run a stage as `python -m` does, then read back, inside that process, what torch and OpenBLAS chose.
+# Run a stage's main() (its runner would end the process at once), then read back, inside that
+# process, what torch and OpenBLAS chose.
 RUN_AND_READ_BACK = """
-import json, os, runpy, sys
-try:  # sys.argv is ["-c", dataset], as the stage expects
-    runpy.run_module(STAGE, run_name="__main__")
-except SystemExit as exit:
-    assert not exit.code, exit.code
+import importlib, json, os, sys
+importlib.import_module(STAGE).main(sys.argv[1])
 seen = {name: os.environ.get(name) for name in PINS}
 if "torch" in sys.modules:
     seen["torch"] = sys.modules["torch"].backends.cpu.get_cpu_capability()

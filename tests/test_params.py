@@ -361,6 +361,14 @@ TOO_BIG = [
         "plot.resolution = 2000: needs about 0.6 GB of memory (the probability grid), this machine has "
         "0.5 GB available",
     ),
+    (
+        "the animation's grid, larger than the plot's",
+        ("plot", "frame_resolution"),
+        2000,
+        GB // 2,
+        "plot.frame_resolution = 2000: needs about 0.6 GB of memory (the probability grid), this machine "
+        "has 0.5 GB available",
+    ),
 ]
 
 
@@ -416,15 +424,12 @@ def test_snapshots_counted_are_those_train_keeps():
 
 
 MEASURE = """
-import runpy, sys
+import importlib
 with open("/proc/self/clear_refs", "w") as file:
     file.write("5")  # the peak so far is the forked test process's; count from here
-sys.argv = ["stage", "spiral"]
-try:
-    runpy.run_module(sys.argv_module, run_name="__main__")
-finally:
-    with open("/proc/self/status") as file:
-        print(next(line.split()[1] for line in file if line.startswith("VmHWM:")))
+importlib.import_module(STAGE).main("spiral")  # main(), not its runner, which ends the process at once
+with open("/proc/self/status") as file:
+    print(next(line.split()[1] for line in file if line.startswith("VmHWM:")))
 """
 
 
@@ -444,7 +449,7 @@ def test_the_per_point_estimate_covers_a_real_stages_growth(project):
         raw["generalization"]["n_samples"] = n
         (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
         for stage in ("generate", "split"):
-            code = MEASURE.replace("sys.argv_module", repr(f"stages.{stage}"))
+            code = MEASURE.replace("STAGE", repr(f"stages.{stage}"))
             result = subprocess.run(
                 [sys.executable, "-c", code], cwd=project, capture_output=True, text=True, check=True
             )

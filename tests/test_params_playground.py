@@ -1,5 +1,6 @@
 """The params that issue 16 adds to the schema: model.features, hidden: [], activation linear,
-train.l1 and plot.frames; each bad value one line naming the key and what is allowed."""
+train.l1, plot.frames and plot.frame_resolution; each bad value one line naming the key and what
+is allowed."""
 
 import pytest
 
@@ -26,7 +27,7 @@ def test_defaults():
     parsed = params()
     assert list(parsed.dataset("c").model.features) == ["x1", "x2"]
     assert parsed.dataset("c").train.l1 == 0.0
-    assert parsed.plot.frames == 40
+    assert (parsed.plot.frames, parsed.plot.frame_resolution) == (40, 100)
 
 
 def test_every_feature_hidden_none_and_linear_are_accepted():
@@ -72,6 +73,7 @@ ALLOWED = ", ".join(FEATURES)
         ("train", {"l1": "lots"}, "datasets.c.train.l1 = 'lots': must be a number >= 0"),
         ("plot", {"frames": 1}, "plot.frames = 1: must be an integer in [2, 200]"),
         ("plot", {"frames": 40.5}, "plot.frames = 40.5: must be an integer in [2, 200]"),
+        ("plot", {"frame_resolution": 9}, "plot.frame_resolution = 9: must be an integer in [10, 2000]"),
     ],
 )
 def test_bad_values_are_one_line_naming_the_key_and_the_allowed_values(section, value, message):
