@@ -263,7 +263,7 @@ def run_on_ray(args, origin, commit, trials, done):
             collect(ray.wait(list(pending))[0])
         return results, False
     except KeyboardInterrupt:
-        # The trials stop themselves (no ray.cancel: its races with a finishing task can crash the driver).
+        # The trials stop themselves: after ray.cancel, Ray's driver once failed a check (docs/sweep.md).
         stop.request.remote()
         with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: no more waiting
             deadline = time.monotonic() + GRACE
@@ -408,7 +408,7 @@ def steps(tmp, origin, commit, name, point, env, timeout, stopped, result):
 def command(cmd, cwd, env, timeout, stopped):
     """(exit status, or None past `timeout` seconds; stdout and stderr) of a command run in a session of
     its own, which is killed whole (a stage under `dvc`, a hook under `git`) on a timeout, or on a stop
-    (raises Stopped). A stop asked for before it starts runs nothing."""
+    (raises Stopped). A stop already known when it is to start runs nothing."""
     if stopped():
         raise Stopped
     with tempfile.TemporaryFile("w+") as output:
