@@ -388,8 +388,6 @@ def steps(tmp, origin, commit, name, point, env, timeout, stopped, result):
         "push ref": ("dvc", "exp", "push", "--no-cache", "--force", "origin", name),
     }
     for step, cmd in commands.items():
-        if step == "push ref":
-            metrics = {p.name: json.loads(p.read_text()) for p in sorted((repo / "metrics").glob("*.json"))}
         began = time.perf_counter()
         run = dict(cwd=tmp if step == "clone" else repo, env=env, timeout=timeout, stopped=stopped)
         code, output = command(cmd, **run)
@@ -402,6 +400,7 @@ def steps(tmp, origin, commit, name, point, env, timeout, stopped, result):
             if step == "exp run":  # as DVC's CI recipes do: a rerun restores the stages that finished
                 command(commands["push data"], **run)
             return result | dict(ok=False, error=error_line(output, code))
+    metrics = {p.name: json.loads(p.read_text()) for p in sorted((repo / "metrics").glob("*.json"))}
     return result | dict(ok=True, seconds=round(time.perf_counter() - start, 2), metrics=metrics)
 
 

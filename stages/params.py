@@ -318,9 +318,8 @@ def memory_costs(params: Params, name: str, dataset: DatasetParams) -> list[tupl
     snapshots = min(train.epochs + 1, SNAPSHOTS_KEPT)
     rows = train.epochs // train.log_every + 2
     # The larger of the two probability grids: the plot and the animation draw in separate processes.
-    plot = params.plot
-    grid_key = max([("plot.resolution", plot.resolution), ("plot.frame_resolution", plot.frame_resolution)],
-                   key=lambda item: item[1])  # fmt: skip
+    grids = {"plot.resolution": params.plot.resolution, "plot.frame_resolution": params.plot.frame_resolution}
+    grid = max(grids, key=grids.get)
     points = max(data.n_samples, params.generalization.n_samples)
     points_key = (
         f"{path}.data.n_samples" if data.n_samples >= points else "generalization.n_samples",
@@ -350,7 +349,7 @@ def memory_costs(params: Params, name: str, dataset: DatasetParams) -> list[tupl
             rows * CURVE_ROW_BYTES,
             f"a learning-curve row every log_every = {train.log_every} epochs",
         ),
-        (*grid_key, grid_key[1] ** 2 * (data.classes + 8) * 16, "the probability grid"),
+        (grid, grids[grid], grids[grid] ** 2 * (data.classes + 8) * 16, "the probability grid"),
     ]
 
 
