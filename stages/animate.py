@@ -28,17 +28,18 @@ def main(name):
     dataset, plot = params.dataset(name), params.plot
     path = snapshots_path(name)
     snapshots = read_snapshots(path).check(path, name, dataset)
-    splits = {split: read_points(data_path(name, split), dataset.data.classes) for split in ("train", "test")}
+    problem = snapshots.config.problem
+    splits = {split: read_points(data_path(name, split), problem.classes) for split in ("train", "test")}
     # A grid of its own: frames are smaller than the final images, and the field is most of their cost.
     plane = Plane(np.concatenate([points for points, _ in splits.values()]), plot.frame_resolution)
     points, labels = splits["train"]
     shown = shown_points(len(labels), plot.max_points, np.random.default_rng(0))  # the plot stage's
 
-    figure = BoundaryFigure(plane, dataset.data.classes, round(SCALE * plot.dpi), SIZE)
+    figure = BoundaryFigure(plane, problem, round(SCALE * plot.dpi), SIZE)
     frames = []
     for i in chosen(len(snapshots), plot.frames):
         model, epoch = snapshots[i], snapshots.epochs[i]
-        predicted = {split: model.probabilities(p).argmax(axis=1) for split, (p, _) in splits.items()}
+        predicted = {split: model.predict(p) for split, (p, _) in splits.items()}
         train, test = ((predicted[split] == splits[split][1]).mean() for split in ("train", "test"))
         title = f"{name}: training, {snapshots.epochs[-1]} epochs"  # the same in every frame, see rgb()
         caption = f"epoch {epoch}\ntrain {train:.1%}  test {test:.1%}"

@@ -10,8 +10,7 @@ stages/functions.py's, the same definitions the torch model uses.
 """
 
 import json
-from dataclasses import asdict, dataclass
-from itertools import pairwise
+from dataclasses import dataclass
 
 import numpy as np
 import safetensors.numpy
@@ -19,70 +18,56 @@ from safetensors import SafetensorError, safe_open
 
 from stages.errors import UserError
 from stages.files import model_path, write_bytes
-from stages.functions import ACTIVATIONS, FEATURES, features, sigmoid
-from stages.params import DatasetParams, ParamsError, parse_section, spec
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """What models.MLP is built from, as a checkpoint's metadata records it; checked as params are."""
-
-    hidden: list[int] = spec(low=1, min_items=0)
-    activation: str = spec(choices=ACTIVATIONS)
-    classes: int = spec(low=2)
-    features: list[str] = spec(choices=FEATURES)
-
-
-def layer_shapes(config: dict) -> dict[str, tuple[int, ...]]:
-    """Each tensor's name and shape, as models.MLP's nn.Sequential names them: Linear layers at the
-    even indices, an activation between each."""
-    widths = [len(config["features"]), *config["hidden"], 1 if config["classes"] == 2 else config["classes"]]
-    shapes = {}
-    for layer, (fan_in, fan_out) in enumerate(pairwise(widths)):
-        shapes[f"net.{2 * layer}.weight"] = (fan_out, fan_in)
-        shapes[f"net.{2 * layer}.bias"] = (fan_out,)
-    return shapes
+from stages.functions import ACTIVATIONS, features
+from stages.params import DatasetParams, ModelConfig, ModelParams, ParamsError, validated
 
 
 @dataclass(frozen=True)
 class Checkpoint:
-    config: dict
-    weights: dict[str, np.ndarray]  # float32, of the shapes layer_shapes gives
+    config: ModelConfig
+    weights: dict[str, np.ndarray]  # float32, of the shapes config.tensor_shapes() gives
     device: str = "unknown"  # the hardware that trained it, from the metadata
 
     def layers(self, points) -> list[np.ndarray]:
         """What each layer computes for (n, 2) points, in float64: the features, every hidden
-        layer's activations, then the (n, classes) class probabilities."""
-        activation = ACTIVATIONS[self.config["activation"]].numpy
-        count = len(self.config["hidden"]) + 1
-        x = features(np, np.asarray(points, dtype=np.float64), self.config["features"])
+        layer's activations, then the output's logits."""
+        activation = ACTIVATIONS[self.config.activation].numpy
+        x = features(np, np.asarray(points, dtype=np.float64), self.config.features)
         out = [x]
-        for i in range(count):
-            x = x @ self.weights[f"net.{2 * i}.weight"].T + self.weights[f"net.{2 * i}.bias"]
-            out.append(activation(np, x) if i < count - 1 else _probabilities(x))
-            x = out[-1]
+        *hidden, last = self.config.linear_layers()
+        for layer, _, _ in hidden:
+            out.append(activation(np, self._linear(layer, out[-1])))
+        out.append(self._linear(last[0], out[-1]))
         return out
 
-    def probabilities(self, points, batch_size: int = 65536) -> np.ndarray:
-        """(n, classes) class probabilities in float64, a batch at a time to bound memory."""
+    def _linear(self, layer, x):
+        return x @ self.weights[f"{layer}.weight"].T + self.weights[f"{layer}.bias"]
+
+    def logits(self, points, batch_size: int = ModelConfig.INFERENCE_BATCH) -> np.ndarray:
+        """(n, outputs) logits in float64, a batch at a time to bound memory."""
         points = np.asarray(points, dtype=np.float64)
-        out = [
-            self.layers(points[start : start + batch_size])[-1] for start in range(0, len(points), batch_size)
-        ]
-        return np.concatenate(out) if out else np.empty((0, self.config["classes"]))
+        starts = range(0, len(points), batch_size)
+        out = [self.layers(points[start : start + batch_size])[-1] for start in starts]
+        return np.concatenate(out) if out else np.empty((0, self.config.problem.outputs))
+
+    def probabilities(self, points) -> np.ndarray:
+        """(n, classes) class probabilities in float64."""
+        return self.config.problem.probabilities(np, self.logits(points))
+
+    def predict(self, points) -> np.ndarray:
+        return self.config.problem.predict(np, self.logits(points))
 
     def check(self, path, name: str, dataset: DatasetParams) -> "Checkpoint":
         """This checkpoint, if it was trained for what params.yaml gives the dataset now: its classes
         and model (a stage run by hand after an edit would otherwise draw or score a stale model)."""
-        model = dataset.model
-        now = {"data.classes": dataset.data.classes, "model.hidden": model.hidden}
-        now |= {"model.activation": model.activation, "model.features": list(model.features)}
-        for key, value in now.items():
-            setting = key.split(".")[1]
-            if self.config[setting] != value:
+        now = dataset.config
+        for setting in ModelConfig.model_fields:
+            trained, wanted = getattr(self.config, setting), getattr(now, setting)
+            if trained != wanted:
+                section = "model" if setting in ModelParams.model_fields else "data"
                 raise UserError(
-                    f"{path}: trained with {setting} {_shown(self.config[setting])}, but params.yaml has "
-                    f"datasets.{name}.{key} = {_shown(value)}; retrain it (`dvc repro`)"
+                    f"{path}: trained with {setting} {_shown(trained)}, but params.yaml has "
+                    f"datasets.{name}.{section}.{setting} = {_shown(wanted)}; retrain it (`dvc repro`)"
                 )
         return self
 
@@ -95,9 +80,9 @@ def _shown(value):
 class Snapshots:
     """The model at some epochs of its training: snapshots[i] is a Checkpoint, at epochs[i]."""
 
-    config: dict
+    config: ModelConfig
     epochs: list[int]
-    weights: dict[str, np.ndarray]  # float32, (len(epochs), *shape) for each of layer_shapes
+    weights: dict[str, np.ndarray]  # float32, (len(epochs), *shape) for each of config.tensor_shapes()
     device: str = "unknown"
 
     def __len__(self):
@@ -109,20 +94,12 @@ class Snapshots:
     check = Checkpoint.check
 
 
-def _probabilities(logits):
-    if logits.shape[1] == 1:  # one logit, read through a sigmoid
-        positive = sigmoid(np, logits[:, 0])
-        return np.column_stack([1.0 - positive, positive])
-    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return exp / exp.sum(axis=1, keepdims=True)
-
-
 def snapshots_path(name: str):
     """models/<name>.snapshots.safetensors: never another dataset's checkpoint, as no name holds a dot."""
     return model_path(name).with_suffix(".snapshots.safetensors")
 
 
-def write_checkpoint(path, config: dict, weights: dict[str, np.ndarray], device: str = "cpu") -> None:
+def write_checkpoint(path, config: ModelConfig, weights: dict[str, np.ndarray], device: str = "cpu") -> None:
     """The same bytes for the same weights, config and device: the library orders tensors by name.
     `device` (cpu, or cuda with the GPU's model) says which hardware computed the weights."""
     _write(
@@ -130,7 +107,7 @@ def write_checkpoint(path, config: dict, weights: dict[str, np.ndarray], device:
     )
 
 
-def write_snapshots(path, config: dict, epochs, weights: dict[str, np.ndarray], device: str = "cpu") -> None:
+def write_snapshots(path, config: ModelConfig, epochs, weights: dict[str, np.ndarray], device="cpu") -> None:
     """Snapshots: `weights` holds each tensor stacked over `epochs`, as Snapshots.weights does."""
     tensors = {name: np.asarray(array, dtype=np.float32) for name, array in weights.items()}
     _write(path, config, tensors | {"epoch": np.asarray(epochs, dtype=np.int64)}, device)
@@ -138,9 +115,23 @@ def write_snapshots(path, config: dict, epochs, weights: dict[str, np.ndarray], 
 
 def _write(path, config, tensors, device):
     tensors = {name: np.ascontiguousarray(array) for name, array in tensors.items()}
-    # One metadata entry: the library writes several in a random order (a hash map), changing the bytes.
-    metadata = {"config": json.dumps({**config, "device": device}, sort_keys=True)}
-    write_bytes(path, safetensors.numpy.save(tensors, metadata=metadata))  # atomic, unlike save_file
+    write_bytes(path, safetensors.numpy.save(tensors, metadata=metadata_of(config, device)))  # atomic
+
+
+def metadata_of(config: ModelConfig, device: str) -> dict[str, str]:
+    """A checkpoint's safetensors metadata: the config and the device, as one JSON entry (the library
+    writes several entries in a random order, a hash map, which would change the bytes)."""
+    return {"config": json.dumps({**config.model_dump(), "device": device}, sort_keys=True)}
+
+
+def config_of(metadata: dict | None) -> tuple[ModelConfig, str]:
+    """metadata_of's inverse: the config, checked as params.yaml is, and the device."""
+    try:
+        config = json.loads((metadata or {})["config"])
+    except (ValueError, KeyError):
+        raise ParamsError("no JSON config in its safetensors metadata") from None
+    device = config.pop("device", "unknown") if isinstance(config, dict) else "unknown"
+    return validated(ModelConfig, config, "config"), str(device)
 
 
 def read_checkpoint(path) -> Checkpoint:
@@ -174,15 +165,10 @@ def _read(path, stacked):
         raise invalid(f"safetensors: {why}") from None
     with file:
         try:
-            config = json.loads((file.metadata() or {})["config"])
-        except (ValueError, KeyError):
-            raise invalid("no JSON config in its safetensors metadata") from None
-        device = config.pop("device", "unknown") if isinstance(config, dict) else "unknown"
-        try:
-            config = asdict(parse_section(ModelConfig, config, "config"))
+            config, device = config_of(file.metadata())
         except ParamsError as error:
             raise invalid(error) from None
-        expected = {name: ("F32", shape) for name, shape in layer_shapes(config).items()}
+        expected = {name: ("F32", shape) for name, shape in config.tensor_shapes().items()}
         if stacked:
             epochs = file.get_slice("epoch") if "epoch" in file.keys() else None  # noqa: SIM118 (no __contains__)
             if epochs is None or epochs.get_dtype() != "I64" or len(epochs.get_shape()) != 1:
@@ -192,10 +178,7 @@ def _read(path, stacked):
             expected["epoch"] = ("I64", count)
         if set(file.keys()) != set(expected):
             raise invalid(f"tensors {sorted(file.keys())}; the config needs {sorted(expected)}")
-        for name, (
-            dtype,
-            shape,
-        ) in expected.items():  # before loading: NumPy has no bfloat16, for one
+        for name, (dtype, shape) in expected.items():  # before loading: NumPy has no bfloat16, for one
             tensor = file.get_slice(name)
             if tensor.get_dtype() != dtype or tuple(tensor.get_shape()) != shape:
                 raise invalid(
@@ -203,4 +186,4 @@ def _read(path, stacked):
                     f"expected {dtype} {list(shape)}"
                 )
         weights = {name: file.get_tensor(name) for name in expected}
-        return config, weights, str(device)
+        return config, weights, device

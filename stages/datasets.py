@@ -6,17 +6,17 @@ on the coordinates for every kind but spiral, on the angle for spiral (as in CS2
 """
 
 import math
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
-from stages.params import DataParams
 
-
-def generate(data: DataParams, n_samples: int | None = None, seed: int | None = None):
-    """Draw a dataset as `data` describes it; `n_samples` and `seed` override its own."""
+def generate(data, n_samples: int | None = None, seed: int | None = None):
+    """Draw a dataset as `data` (params.DataParams) describes it; `n_samples` and `seed` override its own."""
     n = data.n_samples if n_samples is None else n_samples
     seed = data.seed if seed is None else seed
-    return GENERATORS[data.kind](n, data.noise, seed, data.classes)
+    return KINDS[data.kind].generator(n, data.noise, seed, data.classes)
 
 
 def independent_seed(seed: int) -> int:
@@ -77,7 +77,19 @@ def blobs(n, noise, seed, classes=3):
     return centers + rng.normal(0.0, noise, centers.shape), labels
 
 
-GENERATORS = {"moons": moons, "spiral": spiral, "circles": circles, "xor": xor, "blobs": blobs}
+class Kind(NamedTuple):
+    generator: Callable  # (n, noise, seed, classes) -> (points, labels)
+    classes: int | None  # the classes it always makes; None: as many as data.classes asks
+
+
+# The kinds params.yaml's data.kind names; a new kind is one generator and one entry.
+KINDS = {
+    "moons": Kind(moons, 2),
+    "spiral": Kind(spiral, None),
+    "circles": Kind(circles, 2),
+    "xor": Kind(xor, 2),
+    "blobs": Kind(blobs, None),
+}
 
 
 def _per_class(n, classes):

@@ -53,19 +53,12 @@ class Plane:
         return (self.low[0] - half[0], self.high[0] + half[0], self.low[1] - half[1], self.high[1] + half[1])
 
 
-def margins(field):
-    """The functions whose zero lines are the boundary: p1 - p0 for two classes; for more, each
-    class's probability less the best of the others, the outline of the region where it wins."""
-    if field.shape[-1] == 2:
-        return [field[..., 1] - field[..., 0]]
-    return [field[..., k] - np.delete(field, k, axis=-1).max(axis=-1) for k in range(field.shape[-1])]
-
-
 class BoundaryFigure:
     """One figure drawn again for each model, points and title: draw(), then png() or rgb()."""
 
-    def __init__(self, plane: Plane, classes: int, dpi: int, size=(6, 5.4)):
-        self.plane, self.colours = plane, COLOURS[:classes]
+    def __init__(self, plane: Plane, problem, dpi: int, size=(6, 5.4)):
+        """`problem`: the model's (stages/problems.py), which says where its boundary lies."""
+        self.plane, self.problem, self.colours = plane, problem, COLOURS[: problem.classes]
         self.figure, self.axes = plt.subplots(figsize=size, dpi=dpi, layout="constrained")
         self.image = None
         self.lines = []
@@ -75,7 +68,8 @@ class BoundaryFigure:
             np.empty(0), np.empty(0), s=60, marker="X", edgecolors="black", linewidths=0.8
         )
         handles = [
-            self.axes.scatter([], [], c=[self.colours[k]], s=30, label=f"class {k}") for k in range(classes)
+            self.axes.scatter([], [], c=[colour], s=30, label=f"class {k}")
+            for k, colour in enumerate(self.colours)
         ]
         handles.append(
             self.axes.scatter([], [], c="white", s=60, marker="X", edgecolors="black", label="misclassified")
@@ -105,7 +99,7 @@ class BoundaryFigure:
             self.axes.contour(
                 self.plane.x, self.plane.y, margin, levels=[0.0], colors="black", linewidths=1.2
             )
-            for margin in margins(field)
+            for margin in self.problem.margins(np, field)
         ]
         right = predicted == labels
         for dots, chosen in ((self.right, right), (self.wrong, ~right)):

@@ -1,10 +1,10 @@
 """Stage evaluate: score the trained model with torchmetrics.
 
-Writes metrics/<name>.json (train, test: accuracy, loss, precision, recall, f1, macro-averaged
-for more than two classes; generalization: accuracy on the fresh sample with its standard error),
-plots/<name>/predictions.csv (actual, predicted on the test set) and plots/<name>/roc.csv: the
-test set's ROC curve (false and true positive rates; one-vs-rest, micro-averaged, for more than
-two classes).
+Writes metrics/<name>.json (train, test: accuracy, loss and the other metrics of stages/problems.py,
+macro-averaged for more than two classes; generalization: accuracy on the fresh sample with its
+standard error), plots/<name>/predictions.csv (actual, predicted on the test set) and
+plots/<name>/roc.csv: the test set's ROC curve (false and true positive rates; one-vs-rest,
+micro-averaged, for more than two classes).
 """
 
 import math
@@ -14,50 +14,27 @@ from torchmetrics.functional import classification as tm
 
 from stages.errors import run
 from stages.files import data_path, metrics_path, model_path, plots_dir, read_points, write_json, write_table
-from stages.models import configure_torch, load_checkpoint, logits_of, make_loss, predict, probabilities
+from stages.models import configure_torch, load_checkpoint, logits_of
 from stages.params import load_params
-
-
-def accuracy(logits, labels, classes):
-    if classes == 2:
-        return tm.binary_accuracy(probabilities(logits)[:, 1], labels)
-    return tm.multiclass_accuracy(logits, labels, num_classes=classes, average="micro")
-
-
-def scores(logits, labels, classes):
-    metrics = {"accuracy": accuracy(logits, labels, classes), "loss": make_loss(classes)(logits, labels)}
-    if classes == 2:
-        positive = probabilities(logits)[:, 1]
-        metrics |= {
-            "precision": tm.binary_precision(positive, labels),
-            "recall": tm.binary_recall(positive, labels),
-            "f1": tm.binary_f1_score(positive, labels),
-        }
-    else:
-        task = dict(num_classes=classes, average="macro")
-        metrics |= {
-            "precision": tm.multiclass_precision(logits, labels, **task),
-            "recall": tm.multiclass_recall(logits, labels, **task),
-            "f1": tm.multiclass_f1_score(logits, labels, **task),
-        }
-    return {k: round(float(v), 6) for k, v in metrics.items()}
+from stages.problems import METRICS
 
 
 def main(name):
     params = load_params()
     dataset = params.dataset(name)
-    classes = dataset.data.classes
+    problem = dataset.config.problem
 
     configure_torch()
     model = load_checkpoint(model_path(name), name, dataset)
+    loss = problem.loss(torch)
     logits = {}
     for split in ("train", "test", "fresh"):
-        points, labels = read_points(data_path(name, split), classes)
+        points, labels = read_points(data_path(name, split), problem.classes)
         logits[split] = (logits_of(model, points), torch.from_numpy(labels))
-    results = {split: scores(*logits[split], classes) for split in ("train", "test")}
+    results = {split: problem.scores(tm, *logits[split], loss) for split in ("train", "test")}
 
     fresh_logits, fresh_labels = logits["fresh"]
-    fresh_accuracy = float(accuracy(fresh_logits, fresh_labels, classes))
+    fresh_accuracy = float(problem.metric(tm, METRICS["accuracy"], fresh_logits, fresh_labels))
     results["generalization"] = {
         "accuracy": round(fresh_accuracy, 6),
         "stderr": round(math.sqrt(fresh_accuracy * (1.0 - fresh_accuracy) / len(fresh_labels)), 6),
@@ -66,17 +43,11 @@ def main(name):
     write_json(metrics_path(name), results)
 
     test_logits, test_labels = logits["test"]
-    test_probabilities = probabilities(test_logits)
     write_table(
         plots_dir(name) / "predictions.csv",
-        {"actual": test_labels.numpy(), "predicted": predict(test_logits).numpy()},
+        {"actual": test_labels.numpy(), "predicted": problem.predict(torch, test_logits).numpy()},
     )
-    if classes == 2:
-        fpr, tpr, threshold = tm.binary_roc(test_probabilities[:, 1], test_labels)
-    else:
-        fpr, tpr, threshold = tm.multiclass_roc(
-            test_probabilities, test_labels, num_classes=classes, average="micro"
-        )
+    fpr, tpr, threshold = problem.roc(tm, problem.probabilities(torch, test_logits), test_labels)
     write_table(
         plots_dir(name) / "roc.csv", {"fpr": fpr.numpy(), "tpr": tpr.numpy(), "threshold": threshold.numpy()}
     )

@@ -1,4 +1,5 @@
-"""The model's building blocks, each defined once: its activations and its input features.
+"""The model's building blocks, each defined once: its activations, its input features and the
+functions that read its outputs as probabilities.
 
 Everything that names or runs them takes them from here: params.yaml's schema (the names),
 stages/models.py (torch: training, evaluation) and stages/checkpoint.py (NumPy: the plot stages,
@@ -34,8 +35,22 @@ def erf(np, x):
     return np.sign(x) * (1.0 - poly * np.exp(-x * x))
 
 
-def sigmoid(np, x):
-    return 0.5 * (1.0 + np.tanh(0.5 * x))  # 1 / (1 + e^-x), with no overflow
+def is_torch(xp) -> bool:
+    return xp.__name__ == "torch"
+
+
+def sigmoid(xp, x):
+    """1 / (1 + e^-x): torch's own kernel on a tensor, through tanh in NumPy (no overflow)."""
+    return x.sigmoid() if is_torch(xp) else 0.5 * (1.0 + xp.tanh(0.5 * x))
+
+
+def softmax(xp, x):
+    """Each row of (n, classes) scores as probabilities: torch's own kernel, or NumPy's exp of the
+    scores less their largest (no overflow)."""
+    if is_torch(xp):
+        return x.softmax(1)
+    exp = xp.exp(x - x.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
 
 
 def elementwise(function):

@@ -1,5 +1,5 @@
-"""The classifier: an MLP over 2-D points, its activations, its loss, and the torch side of its
-checkpoint (the file itself is stages/checkpoint.py's)."""
+"""The classifier: an MLP over 2-D points built from its config (stages/params.py's ModelConfig), its
+optimizer, and the torch side of its checkpoint (the file itself is stages/checkpoint.py's)."""
 
 import os
 
@@ -11,6 +11,7 @@ from stages.checkpoint import read_checkpoint, write_checkpoint, write_snapshots
 from stages.errors import UserError
 from stages.functions import ACTIVATIONS as DEFINITIONS
 from stages.functions import features, pure_tanh_of
+from stages.params import ModelConfig
 
 # Each activation's torch module, from its one definition in stages/functions.py.
 ACTIVATIONS = {name: activation.torch(torch) for name, activation in DEFINITIONS.items()}
@@ -23,25 +24,21 @@ def pure_tanh(x: torch.Tensor) -> torch.Tensor:
 
 
 class MLP(nn.Module):
-    """The features of each point (stages/functions.py), then Linear layers of the given widths
-    with an activation between each; one logit for two classes (read through a sigmoid), one per
-    class otherwise (read through a softmax). No hidden layer: a linear model of the features."""
+    """The features of each point (stages/functions.py), then a Linear layer per width of
+    config.hidden with the activation after each, then the output layer: as many logits as the
+    config's problem reads (one for two classes, one per class otherwise). No hidden layer: a linear
+    model of the features."""
 
-    def __init__(self, hidden: list[int], activation: str, classes: int, features=("x1", "x2")):
+    def __init__(self, config: ModelConfig):
         super().__init__()
-        self.features = list(features)
-        layers, width = [], len(self.features)
-        for size in hidden:
-            layers += [nn.Linear(width, size), ACTIVATIONS[activation]()]
-            width = size
-        layers.append(nn.Linear(width, 1 if classes == 2 else classes))
-        self.net = nn.Sequential(*layers)
-        self.config = dict(
-            hidden=list(hidden), activation=activation, classes=classes, features=self.features
-        )
+        self.config = config
+        layers = []
+        for _, fan_in, fan_out in config.linear_layers():
+            layers += [nn.Linear(fan_in, fan_out), ACTIVATIONS[config.activation]()]
+        self.net = nn.Sequential(*layers[:-1])  # no activation after the output layer
 
     def forward(self, points):
-        return self.net(features(torch, points, self.features))
+        return self.net(features(torch, points, self.config.features))
 
 
 def l1_penalty(model: nn.Module) -> torch.Tensor:
@@ -91,28 +88,8 @@ class Adam:
         )
 
 
-def make_loss(classes: int):
-    """BCEWithLogitsLoss on the one logit for two classes, CrossEntropyLoss otherwise."""
-    if classes == 2:
-        bce = nn.BCEWithLogitsLoss()
-        return lambda logits, labels: bce(logits.squeeze(1), labels.to(logits.dtype))
-    return nn.CrossEntropyLoss()
-
-
-def probabilities(logits: torch.Tensor) -> torch.Tensor:
-    """(n, classes) class probabilities, for one logit as for many."""
-    if logits.shape[1] == 1:
-        positive = torch.sigmoid(logits)
-        return torch.cat([1.0 - positive, positive], dim=1)
-    return torch.softmax(logits, dim=1)
-
-
-def predict(logits: torch.Tensor) -> torch.Tensor:
-    return (logits[:, 0] > 0).long() if logits.shape[1] == 1 else logits.argmax(dim=1)
-
-
 @torch.inference_mode()
-def logits_of(model: nn.Module, points, batch_size: int = 65536) -> torch.Tensor:
+def logits_of(model: nn.Module, points, batch_size: int = ModelConfig.INFERENCE_BATCH) -> torch.Tensor:
     """The model's logits for many points, a batch at a time to bound memory."""
     device = next(model.parameters()).device
     points = torch.as_tensor(points, dtype=torch.float32)
@@ -147,7 +124,7 @@ def load_checkpoint(path, name: str | None = None, dataset=None) -> MLP:
     saved = read_checkpoint(path)
     if dataset is not None:
         saved.check(path, name, dataset)
-    model = MLP(**saved.config)
+    model = MLP(saved.config)
     model.load_state_dict({name: torch.from_numpy(array) for name, array in saved.weights.items()})
     return model.eval()
 

@@ -28,14 +28,15 @@ def main(name):
     dataset, plot = params.dataset(name), params.plot
     path = model_path(name)
     model = read_checkpoint(path).check(path, name, dataset)
-    splits = {split: read_points(data_path(name, split), dataset.data.classes) for split in ("train", "test")}
+    problem = model.config.problem
+    splits = {split: read_points(data_path(name, split), problem.classes) for split in ("train", "test")}
     plane = Plane(np.concatenate([points for points, _ in splits.values()]), plot.resolution)
     field = plane.field(model)
 
-    figure = BoundaryFigure(plane, dataset.data.classes, plot.dpi)
+    figure = BoundaryFigure(plane, problem, plot.dpi)
     sample = np.random.default_rng(0)
     for split, (points, labels) in splits.items():
-        predicted = model.probabilities(points).argmax(axis=1)
+        predicted = model.predict(points)
         shown = shown_points(len(labels), plot.max_points, sample)
         count = f"{len(shown)} of {len(labels)}" if len(shown) < len(labels) else f"{len(labels)}"
         title = f"{name}: {split} set ({count} points)"
@@ -52,14 +53,12 @@ def main(name):
 def neurons(model, plane, name) -> bytes:
     """One block per layer, each unit's map a tile in a near-square grid of them: the features, every
     hidden layer (each unit scaled to its own largest |value|, 0 white), and the output's shading."""
-    *layers, output = model.layers(plane.points)
-    names = [f"inputs: {', '.join(model.config['features'])}"]
-    names += [
-        f"layer {i + 1}: {width} {model.config['activation']}"
-        for i, width in enumerate(model.config["hidden"])
-    ]
+    *layers, logits = model.layers(plane.points)
+    config = model.config
+    names = [f"inputs: {', '.join(config.features)}"]
+    names += [f"layer {i + 1}: {width} {config.activation}" for i, width in enumerate(config.hidden)]
     blocks = [mosaic(UNITS(0.5 + 0.5 * unit_scaled(values))[..., :3]) for values in layers]
-    blocks.append(mosaic(shading(output)[:, None, :]))
+    blocks.append(mosaic(shading(config.problem.probabilities(np, logits))[:, None, :]))
     names.append("output")
     columns = [block.shape[1] for block in blocks]
     inches = (sum(columns) + 2 * TILE) / 100 + 0.3 * len(blocks), max(b.shape[0] for b in blocks) / 100 + 0.8

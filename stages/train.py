@@ -20,35 +20,32 @@ from stages.models import (
     device_name,
     l1_penalty,
     logits_of,
-    make_loss,
-    predict,
     resolve_device,
     save_checkpoint,
     save_snapshots,
     weights_now,
 )
-from stages.params import CURVES, load_params
-
-SNAPSHOTS = 200  # at most; stages.animate draws plot.frames of them
+from stages.params import TrainParams, load_params
 
 
 def main(name):
     params = load_params()
     dataset = params.dataset(name)
-    classes, model_params, train = dataset.data.classes, dataset.model, dataset.train
+    config, train = dataset.config, dataset.train
+    problem = config.problem
 
     device = resolve_device(train.device, f"datasets.{name}.train.device")
     hardware = device_name(device)
     configure_torch(train.seed, device)
-    train_set, test_set = (read_tensors(name, split, classes, device) for split in ("train", "test"))
-    model = MLP(model_params.hidden, model_params.activation, classes, model_params.features).to(device)
-    loss_fn = make_loss(classes)
+    train_set, test_set = (read_tensors(name, split, config.classes, device) for split in ("train", "test"))
+    model = MLP(config).to(device)
+    loss_fn = problem.loss(torch)
     optimizer = Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     shuffle = torch.Generator().manual_seed(train.seed)
     kept = snapshot_epochs(train.epochs)
     snapshots = [weights_now(model)]
 
-    curves = {curve: {"epoch": [], "train": [], "test": []} for curve in CURVES}
+    curves = {curve: {"epoch": [], "train": [], "test": []} for curve in problem.curves}
     log(curves, 0, model, train_set, test_set, loss_fn)
     report(name, hardware, curves, train.epochs)
     points, labels = train_set
@@ -74,7 +71,7 @@ def main(name):
         write_table(curve_path(curve, name), columns)
 
 
-def snapshot_epochs(epochs: int, count: int = SNAPSHOTS) -> set[int]:
+def snapshot_epochs(epochs: int, count: int = TrainParams.SNAPSHOTS) -> set[int]:
     """Up to `count` epochs in 1..epochs, the last included, spaced geometrically in (epoch + k) with
     k = epochs / 100: every epoch at first, where the boundary moves fastest, then ever sparser."""
     k = max(epochs / 100, 1.0)
@@ -101,7 +98,8 @@ def log(curves, epoch, model, train_set, test_set, loss_fn):
     for split, (points, labels) in (("train", train_set), ("test", test_set)):
         logits, targets = logits_of(model, points), labels.cpu()
         curves["loss"][split].append(loss_fn(logits, targets).item())
-        curves["accuracy"][split].append((predict(logits) == targets).double().mean().item())
+        predicted = model.config.problem.predict(torch, logits)
+        curves["accuracy"][split].append((predicted == targets).double().mean().item())
 
 
 def report(name, hardware, curves, epochs):

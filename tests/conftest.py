@@ -40,14 +40,20 @@ def sh(*args, cwd, check=True, **kwargs):
     return result
 
 
-def perturbed_mlp(activation="relu", classes=3, hidden=(6, 5)):
+def model_config(hidden=(6, 5), activation="relu", classes=3, features=("x1", "x2")):
+    from stages.params import ModelConfig  # noqa: PLC0415
+
+    return ModelConfig(hidden=list(hidden), activation=activation, classes=classes, features=list(features))
+
+
+def perturbed_mlp(activation="relu", classes=3, hidden=(6, 5), features=("x1", "x2")):
     """A seeded MLP whose weights are not its initial ones: larger and less regular."""
     import torch  # noqa: PLC0415 - only the tests that build models pay for torch
 
     from stages.models import MLP  # noqa: PLC0415
 
     torch.manual_seed(4)
-    model = MLP(list(hidden), activation, classes)
+    model = MLP(model_config(hidden, activation, classes, features))
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.add_(torch.randn_like(parameter))

@@ -8,7 +8,10 @@ import pytest
 from PIL import Image
 
 from stages.animate import apng, chosen
-from stages.train import SNAPSHOTS, snapshot_epochs
+from stages.params import TrainParams
+from stages.train import snapshot_epochs
+
+SNAPSHOTS = TrainParams.SNAPSHOTS
 
 
 @pytest.mark.parametrize("epochs", [1, 7, 50, 1000, 12345])

@@ -9,20 +9,16 @@ from sklearn.datasets import make_moons
 from sklearn.model_selection import train_test_split
 
 from stages import datasets
-from stages.datasets import GENERATORS, generate, independent_seed, stratified_split
-from stages.params import BINARY_KINDS, KINDS, SEED_MAX, DataParams
+from stages.datasets import KINDS, generate, independent_seed, stratified_split
+from stages.params import SEED_MAX, DataParams
 
 
 def classes_for(kind, wanted=3):
-    return 2 if kind in BINARY_KINDS else wanted
+    return KINDS[kind].classes or wanted
 
 
 def draw(kind, n=301, noise=0.1, seed=7, classes=None):
-    return GENERATORS[kind](n, noise, seed, classes_for(kind) if classes is None else classes)
-
-
-def test_generators_cover_every_kind():
-    assert set(GENERATORS) == set(KINDS)
+    return KINDS[kind].generator(n, noise, seed, classes_for(kind) if classes is None else classes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,7 +173,7 @@ def test_generate_dispatches_with_overrides(kind):
     data = DataParams(kind=kind, n_samples=50, noise=0.3, seed=4, classes=classes_for(kind, 5))
     for n, seed in [(None, None), (80, None), (None, 9), (33, 2)]:
         got = generate(data, n, seed)
-        expected = GENERATORS[kind](n or 50, 0.3, 4 if seed is None else seed, data.classes)
+        expected = KINDS[kind].generator(n or 50, 0.3, 4 if seed is None else seed, data.classes)
         np.testing.assert_array_equal(got[0], expected[0])
         np.testing.assert_array_equal(got[1], expected[1])
 

@@ -9,26 +9,14 @@ from conftest import perturbed_mlp
 from PIL import Image
 
 from stages.checkpoint import Checkpoint
-from stages.drawing import COLOURS, BoundaryFigure, Plane, margins, shading
+from stages.drawing import COLOURS, BoundaryFigure, Plane, shading
 from stages.plot import TILE, mosaic, neurons, unit_scaled
+from stages.problems import problem_of
 
 
 def random_field(classes, shape=(30, 40), seed=0):
     raw = np.random.default_rng(seed).random((*shape, classes))
     return raw / raw.sum(axis=-1, keepdims=True)
-
-
-@pytest.mark.parametrize("classes", [2, 3, 5])
-def test_margins_change_sign_exactly_where_the_predicted_class_changes(classes):
-    field = random_field(classes)
-    found = margins(field)
-    assert len(found) == (1 if classes == 2 else classes)
-    winner = field.argmax(axis=-1)
-    if classes == 2:
-        assert np.array_equal(found[0] > 0, winner == 1)
-    else:
-        for k, margin in enumerate(found):
-            assert np.array_equal(margin > 0, winner == k)
 
 
 def test_plane_spans_the_points_with_a_margin_and_pixels_centred_on_the_grid():
@@ -92,7 +80,7 @@ def test_a_figure_drawn_again_is_the_same_as_one_drawn_fresh():
         (fields[0], points, labels, labels, "first", "a"),
         (fields[1], points[:20], labels[:20], 2 - labels[:20], "second", "b"),
     ]
-    reused = BoundaryFigure(plane, 3, 50)
+    reused = BoundaryFigure(plane, problem_of(3), 50)
     again = [reused.draw(*a).png() for a in args][-1]
-    fresh = BoundaryFigure(plane, 3, 50).draw(*args[1]).png()
+    fresh = BoundaryFigure(plane, problem_of(3), 50).draw(*args[1]).png()
     assert again == fresh

@@ -10,7 +10,7 @@ import mpmath
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, perturbed_mlp
+from conftest import ROOT, model_config, perturbed_mlp
 from torch import nn
 
 from stages.checkpoint import read_snapshots
@@ -25,15 +25,13 @@ from stages.models import (
     l1_penalty,
     load_checkpoint,
     logits_of,
-    make_loss,
-    predict,
-    probabilities,
     pure_tanh,
     resolve_device,
     save_checkpoint,
     save_snapshots,
     weights_now,
 )
+from stages.problems import problem_of
 
 DTYPES = [torch.float32, torch.float64]
 GRID = np.concatenate(
@@ -150,9 +148,13 @@ def test_pure_tanh_mlp_trains_like_a_tanh_mlp(dtype):
     runs = []
     for activation in ("tanh", "pure_tanh"):
         torch.manual_seed(0)
-        model = MLP([16, 16], activation, 2).to(dtype)
+        model = MLP(model_config([16, 16], activation, 2)).to(dtype)
         first = model(x).detach()
-        optimizer, loss_fn, losses = torch.optim.Adam(model.parameters(), lr=0.01), make_loss(2), []
+        optimizer, loss_fn, losses = (
+            torch.optim.Adam(model.parameters(), lr=0.01),
+            problem_of(2).loss(torch),
+            [],
+        )
         for _ in range(100):
             loss = loss_fn(model(x), y)
             optimizer.zero_grad()
@@ -169,76 +171,32 @@ def test_pure_tanh_mlp_trains_like_a_tanh_mlp(dtype):
 
 
 # ---------------------------------------------------------------------------------------------
-# MLP, loss, probabilities, predict
+# MLP
 
 
 @pytest.mark.parametrize(("classes", "outputs"), [(2, 1), (3, 3), (5, 5)])
 @pytest.mark.parametrize("hidden", [[16, 16], [3], [4, 7, 2]])
 def test_mlp_layers(hidden, classes, outputs):
-    model = MLP(hidden, "relu", classes)
+    model = MLP(model_config(hidden, "relu", classes))
     linears = [m for m in model.net if isinstance(m, nn.Linear)]
     widths = [2, *hidden, outputs]
     assert [(m.in_features, m.out_features) for m in linears] == list(zip(widths, widths[1:], strict=False))
     assert [type(m) for m in model.net] == [t for _ in hidden for t in (nn.Linear, nn.ReLU)] + [nn.Linear]
     assert model(torch.zeros(9, 2)).shape == (9, outputs)
-    assert model.config == dict(hidden=hidden, activation="relu", classes=classes, features=["x1", "x2"])
+    assert {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()} == (
+        model.config.tensor_shapes()
+    )
 
 
 @pytest.mark.parametrize("activation", list(ACTIVATIONS))
 def test_mlp_uses_the_named_activation(activation):
-    model = MLP([5, 5], activation, 3)
+    model = MLP(model_config([5, 5], activation, 3))
     assert [type(m) for m in model.net[1::2]] == [ACTIVATIONS[activation]] * 2
-
-
-def test_make_loss_binary_is_bce_with_logits():
-    generator = torch.Generator().manual_seed(0)
-    logits = torch.randn(64, 1, dtype=torch.float64, generator=generator) * 4
-    labels = torch.randint(0, 2, (64,), generator=generator)
-    got = make_loss(2)(logits, labels)
-    torch.testing.assert_close(got, nn.BCEWithLogitsLoss()(logits[:, 0], labels.double()), rtol=0, atol=0)
-    p = torch.sigmoid(logits[:, 0])
-    formula = -(labels * p.log() + (1 - labels) * (1 - p).log()).mean()
-    torch.testing.assert_close(got, formula, rtol=1e-12, atol=0)
-
-
-@pytest.mark.parametrize("classes", [3, 7])
-def test_make_loss_multiclass_is_cross_entropy(classes):
-    generator = torch.Generator().manual_seed(1)
-    logits = torch.randn(64, classes, dtype=torch.float64, generator=generator) * 3
-    labels = torch.randint(0, classes, (64,), generator=generator)
-    got = make_loss(classes)(logits, labels)
-    torch.testing.assert_close(got, nn.CrossEntropyLoss()(logits, labels), rtol=0, atol=0)
-    formula = -torch.log_softmax(logits, dim=1)[torch.arange(64), labels].mean()
-    torch.testing.assert_close(got, formula, rtol=1e-12, atol=0)
-
-
-def test_probabilities_and_predict_one_logit():
-    logits = torch.tensor([[-30.0], [-2.0], [-1e-3], [0.0], [1e-3], [2.0], [30.0]], dtype=torch.float64)
-    probs = probabilities(logits)
-    assert probs.shape == (7, 2)
-    p = 1 / (1 + np.exp(-logits[:, 0].numpy()))  # the sigmoid, in NumPy
-    np.testing.assert_allclose(probs[:, 1].numpy(), p, rtol=1e-15)
-    np.testing.assert_allclose(probs[:, 0].numpy(), 1 - p, rtol=1e-15, atol=1e-16)
-    torch.testing.assert_close(probs.sum(dim=1), torch.ones(7, dtype=torch.float64), rtol=0, atol=1e-15)
-    assert predict(logits).tolist() == [0, 0, 0, 0, 1, 1, 1]
-    assert predict(logits).dtype == torch.int64
-    assert torch.equal(predict(logits), probs.argmax(dim=1))
-
-
-@pytest.mark.parametrize("classes", [3, 5])
-def test_probabilities_and_predict_many_logits(classes):
-    logits = torch.randn(200, classes, dtype=torch.float64, generator=torch.Generator().manual_seed(2)) * 5
-    probs = probabilities(logits)
-    e = np.exp(logits.numpy() - logits.numpy().max(axis=1, keepdims=True))
-    np.testing.assert_allclose(probs.numpy(), e / e.sum(axis=1, keepdims=True), rtol=1e-13, atol=1e-300)
-    torch.testing.assert_close(probs.sum(dim=1), torch.ones(200, dtype=torch.float64), rtol=0, atol=1e-15)
-    np.testing.assert_array_equal(predict(logits).numpy(), logits.numpy().argmax(axis=1))
-    assert torch.equal(predict(logits), probs.argmax(dim=1))
 
 
 def test_logits_of_batches_equal_one_pass():
     torch.manual_seed(3)
-    model = MLP([8], "tanh", 3).eval()
+    model = MLP(model_config([8], "tanh", 3)).eval()
     points = np.random.default_rng(0).normal(size=(1000, 2))  # float64, as read from the CSV files
     whole = logits_of(model, points)
     assert whole.dtype == torch.float32 and whole.shape == (1000, 3) and not whole.requires_grad
@@ -295,19 +253,6 @@ def test_checkpoint_round_trip(tmp_path, activation, classes):
         assert torch.equal(loaded(x), model(x))
 
 
-def test_checkpoint_bytes_are_reproducible(tmp_path):
-    model = perturbed_mlp("pure_tanh", 3)
-    first, second = tmp_path / "a.safetensors", tmp_path / "other" / "b.safetensors"
-    save_checkpoint(first, model)
-    save_checkpoint(second, model)
-    assert first.read_bytes() == second.read_bytes()
-    again = tmp_path / "again.safetensors"
-    save_checkpoint(again, load_checkpoint(first))
-    assert again.read_bytes() == first.read_bytes()
-    save_checkpoint(first, model)  # overwriting gives the same bytes
-    assert first.read_bytes() == second.read_bytes()
-
-
 @pytest.mark.parametrize("weight_decay", [0.0, 0.01])
 def test_adam_matches_torch_adam_bit_for_bit(weight_decay):
     points = torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
@@ -318,8 +263,8 @@ def test_adam_matches_torch_adam_bit_for_bit(weight_decay):
         lambda p: torch.optim.Adam(p, lr=0.01, weight_decay=weight_decay, fused=True),
     ):
         torch.manual_seed(0)
-        model = MLP([8, 8], "tanh", 2)
-        optimizer, loss_fn = make(model.parameters()), make_loss(2)
+        model = MLP(model_config([8, 8], "tanh", 2))
+        optimizer, loss_fn = make(model.parameters()), problem_of(2).loss(torch)
         for _ in range(50):
             loss = loss_fn(model(points), labels)
             optimizer.zero_grad()
@@ -334,9 +279,11 @@ def test_training_does_not_load_torch_dynamo():
     """torch.optim imports torch._dynamo (seconds of start-up); the stage's Adam must not."""
     code = (
         "import sys, torch\n"
-        "from stages.models import MLP, Adam, make_loss\n"
-        "model = MLP([4], 'relu', 2); optimizer = Adam(model.parameters(), lr=0.1)\n"
-        "make_loss(2)(model(torch.zeros(3, 2)), torch.zeros(3, dtype=torch.long)).backward()\n"
+        "from stages.models import MLP, Adam\n"
+        "from stages.params import ModelConfig\n"
+        "config = ModelConfig(hidden=[4], activation='relu', classes=2)\n"
+        "model = MLP(config); optimizer = Adam(model.parameters(), lr=0.1)\n"
+        "config.problem.loss(torch)(model(torch.zeros(3, 2)), torch.zeros(3, dtype=torch.long)).backward()\n"
         "optimizer.step()\n"
         "assert 'torch._dynamo' not in sys.modules\n"
     )
@@ -350,7 +297,7 @@ def test_training_does_not_load_torch_dynamo():
 def test_default_features_are_the_points_bit_for_bit():
     """[x1, x2] feeds the points through unchanged: the default trains to the same weights as a plain MLP."""
     torch.manual_seed(7)
-    model = MLP([16, 16], "relu", 2)
+    model = MLP(model_config([16, 16], "relu", 2))
     points = torch.randn(300, 2)
     assert torch.equal(model(points), model.net(points))
 
@@ -365,7 +312,7 @@ def test_default_features_are_the_points_bit_for_bit():
 )
 def test_the_model_sees_the_features_written_out_by_hand(features, columns):
     torch.manual_seed(8)
-    model = MLP([4], "tanh", 3, features).double()
+    model = MLP(model_config([4], "tanh", 3, features)).double()
     points = np.random.default_rng(5).normal(scale=3.0, size=(200, 2))
     by_hand = torch.tensor(np.column_stack(columns(points[:, 0], points[:, 1])))
     with torch.no_grad():
@@ -374,12 +321,12 @@ def test_the_model_sees_the_features_written_out_by_hand(features, columns):
 
 
 def test_no_hidden_layer_is_a_linear_model():
-    model = MLP([], "relu", 3, ["x1", "x2", "x1*x2"])
+    model = MLP(model_config([], "relu", 3, ["x1", "x2", "x1*x2"]))
     assert [type(m) for m in model.net] == [nn.Linear] and model.net[0].weight.shape == (3, 3)
 
 
 def test_linear_activation_is_the_identity():
-    model = MLP([5], "linear", 2)
+    model = MLP(model_config([5], "linear", 2))
     assert isinstance(model.net[1], nn.Identity)
 
 
@@ -410,8 +357,8 @@ def test_l1_drives_weights_to_zero():
     small = {}
     for rate in (0.0, 0.01):
         torch.manual_seed(0)
-        model = MLP([16], "relu", 2)
-        optimizer, loss_fn = Adam(model.parameters(), lr=0.01), make_loss(2)
+        model = MLP(model_config([16], "relu", 2))
+        optimizer, loss_fn = Adam(model.parameters(), lr=0.01), problem_of(2).loss(torch)
         for _ in range(300):
             optimizer.zero_grad()
             (loss_fn(model(x), y) + rate * l1_penalty(model)).backward()

@@ -6,16 +6,15 @@ one, the message must name the full key path and what is allowed, on a single li
 
 import copy
 import math
-import os
 import re
-from pathlib import Path
 
 import pytest
 import yaml
 from conftest import DELETE, ROOT, assert_one_line, set_in
 
-from stages import models, params
-from stages.params import ParamsError, load_params, parse_params
+from stages.datasets import KINDS
+from stages.functions import ACTIVATIONS, FEATURES
+from stages.params import ModelConfig, ParamsError, load_params, parse_params
 
 PARAMS_YAML = ROOT / "params.yaml"
 
@@ -93,10 +92,11 @@ def test_defaults_fill_optional_keys(raw):
     moons = parse_params(raw).dataset("moons")
     assert moons.data.classes == 2
     assert (moons.train.weight_decay, moons.train.batch_size, moons.train.log_every) == (0.0, None, 10)
-    assert moons.train.device == "cpu"
+    assert (moons.train.device, moons.train.l1, moons.model.features) == ("cpu", 0.0, ["x1", "x2"])
     del raw["plot"], raw["generalization"]
     loaded = parse_params(raw)
     assert (loaded.plot.resolution, loaded.plot.max_points, loaded.plot.dpi) == (200, 2000, 100)
+    assert (loaded.plot.frames, loaded.plot.frame_resolution) == (40, 100)
     assert loaded.generalization.n_samples == 100_000
 
 
@@ -117,6 +117,10 @@ def test_defaults_fill_optional_keys(raw):
         (("datasets", "spiral", "data", "classes"), 10, 10),  # as many as the plots have colours
         (("datasets", "moons", "data", "seed"), 2**32 - 1, 2**32 - 1),  # the largest seed
         (("datasets", "moons", "train", "seed"), 0, 0),
+        (("datasets", "moons", "train", "l1"), "1e-3", 0.001),
+        (("datasets", "moons", "model", "hidden"), [], []),  # a linear model of the features
+        (("datasets", "moons", "model", "activation"), "linear", "linear"),
+        (("datasets", "moons", "model", "features"), list(FEATURES), list(FEATURES)),
     ],
 )
 def test_accepted_values(raw, path, value, expected):
@@ -141,18 +145,13 @@ def test_unknown_dataset_names_the_defined_ones(raw):
         parse_params(raw).dataset("nope")
 
 
-def test_activation_names_agree_with_the_models_module():
-    assert tuple(models.ACTIVATIONS) == tuple(params.ACTIVATIONS)
-    for name in params.ACTIVATIONS:
-        models.MLP([3], name, 2)  # each one builds
-
-
 # ---------------------------------------------------------------------------------------------
 # Bad values: ParamsError, one line, full key path, the value and what is allowed
 
 M, S = ("datasets", "moons"), ("datasets", "spiral")
-KINDS = "one of moons, spiral, circles, xor, blobs"
-ACTS = "one of " + ", ".join(params.ACTIVATIONS)
+KINDS_ALLOWED = "one of " + ", ".join(KINDS)  # the registries' names, in their order
+ACTS = "one of " + ", ".join(ACTIVATIONS)
+FEATS = "one of " + ", ".join(FEATURES)
 TRAIN_KEYS = "allowed: epochs, lr, seed, weight_decay, l1, batch_size, log_every, device"
 SEEDS = "an integer in [0, 4294967295]"  # scikit-learn's random_state takes no more
 
@@ -187,11 +186,31 @@ BAD = [
     ("hidden bool", (*S, "model", "hidden"), [True], "hidden[0] = True", "an integer >= 1"),
     ("hidden float", (*S, "model", "hidden"), [6.5], "hidden[0] = 6.5", "an integer >= 1"),
     ("hidden scalar", (*S, "model", "hidden"), 64, "hidden = 64", "a list of an integer >= 1"),
+    ("feature unknown", (*M, "model", "features"), ["x3"], "features[0] = 'x3'", FEATS),
+    ("features empty", (*M, "model", "features"), [], "features = []", "a non-empty list of " + FEATS),
+    ("features str", (*M, "model", "features"), "x1", "features = 'x1'", "a non-empty list of " + FEATS),
+    (
+        "feature twice",
+        (*M, "model", "features"),
+        ["x1", "x1"],
+        f"a non-empty list of {FEATS}, each at most once",
+    ),
+    ("l1 negative", (*M, "train", "l1"), -0.1, "l1 = -0.1", "a number >= 0"),
+    ("l1 text", (*M, "train", "l1"), "lots", "l1 = 'lots'", "a number >= 0"),
+    ("frames 1", ("plot", "frames"), 1, "frames = 1", "an integer in [2, 200]"),
+    ("frames 40.5", ("plot", "frames"), 40.5, "frames = 40.5", "an integer in [2, 200]"),
+    (
+        "frame_resolution 9",
+        ("plot", "frame_resolution"),
+        9,
+        "frame_resolution = 9",
+        "an integer in [10, 2000]",
+    ),
     ("classes 1", (*S, "data", "classes"), 1, "classes = 1", "an integer in [2, 10]"),
     ("classes 11", (*S, "data", "classes"), 11, "classes = 11", "an integer in [2, 10]"),
     ("classes 3 moons", (*M, "data", "classes"), 3, "classes = 3", "kind moons makes exactly 2 classes"),
-    ("kind unknown", (*M, "data", "kind"), "moon", "kind = 'moon'", KINDS),
-    ("kind not str", (*M, "data", "kind"), 3, "kind = 3", KINDS),
+    ("kind unknown", (*M, "data", "kind"), "moon", "kind = 'moon'", KINDS_ALLOWED),
+    ("kind not str", (*M, "data", "kind"), 3, "kind = 3", KINDS_ALLOWED),
     ("activation", (*M, "model", "activation"), "softmax", "activation = 'softmax'", ACTS),
     ("activation case", (*M, "model", "activation"), "ReLU", "activation = 'ReLU'", ACTS),
     ("value with newline", (*M, "model", "activation"), "relu\ntanh", "activation = 'relu\\ntanh'", ACTS),
@@ -307,153 +326,23 @@ def test_missing_key_says_what_is_expected(raw):
 
 
 # ---------------------------------------------------------------------------------------------
-# Sizes that pass the schema but cannot be allocated: refused by load_params, before any work
-
-GB = 10**9
-
-TOO_BIG = [
-    # id, path, value, available bytes, the message after "params.yaml: "
-    (
-        "n_samples",
-        (*M, "data", "n_samples"),
-        10**10,
-        23 * GB,
-        "datasets.moons.data.n_samples = 10000000000: needs about 5,800 GB of memory (its points as CSV "
-        "text and arrays), this machine has 23 GB available",
-    ),
-    (
-        "generalization",
-        ("generalization", "n_samples"),
-        10**9,
-        23 * GB,
-        "generalization.n_samples = 1000000000: needs about 300 GB of memory (its points as CSV text "
-        "and arrays), this machine has 23 GB available",
-    ),
-    (
-        "hidden",
-        (*M, "model", "hidden"),
-        [100_000, 100_000],
-        23 * GB,
-        "datasets.moons.model.hidden = [100000, 100000]: needs about 32,508 GB of memory (10000500001 "
-        "weights with their optimizer state and 201 snapshots), this machine has 23 GB available",
-    ),
-    (
-        "hidden beyond any float",
-        (*M, "model", "hidden"),
-        [10**400],
-        23 * GB,
-        f"datasets.moons.model.hidden = [{10**400}]: needs over 1,000,000 GB of memory (the activations "
-        "of 1000 points in a training step, 65536 in scoring), this machine has 23 GB available",
-    ),
-    (
-        "epochs",
-        (*M, "train", "epochs"),
-        10**12,
-        23 * GB,
-        "datasets.moons.train.epochs = 1000000000000: needs about 25,600 GB of memory (a learning-curve "
-        "row every log_every = 10 epochs), this machine has 23 GB available",
-    ),
-    (
-        "resolution on a small machine",
-        ("plot", "resolution"),
-        2000,
-        GB // 2,
-        "plot.resolution = 2000: needs about 0.6 GB of memory (the probability grid), this machine has "
-        "0.5 GB available",
-    ),
-    (
-        "the animation's grid, larger than the plot's",
-        ("plot", "frame_resolution"),
-        2000,
-        GB // 2,
-        "plot.frame_resolution = 2000: needs about 0.6 GB of memory (the probability grid), this machine "
-        "has 0.5 GB available",
-    ),
-]
+# The model config: params.yaml's model section with the data's classes
 
 
-@pytest.mark.parametrize(
-    ("path", "value", "available", "expected"), [r[1:] for r in TOO_BIG], ids=[r[0] for r in TOO_BIG]
-)
-def test_a_size_that_cannot_be_allocated_is_refused_naming_the_key(raw, path, value, available, expected):
-    parsed = parse_params(mutated(raw, path, value))  # the schema lets it through
-    with pytest.raises(ParamsError) as caught:
-        params.check_memory(parsed, available=available)
-    assert str(caught.value) == f"params.yaml: {expected}"
+def test_the_model_config_is_the_model_section_and_the_classes(raw):
+    spiral = parse_params(raw).dataset("spiral")
+    assert spiral.config == ModelConfig(hidden=[64, 64], activation="relu", features=["x1", "x2"], classes=3)
+    assert spiral.config.problem.outputs == 3
+    assert parse_params(raw).dataset("moons").config.problem.outputs == 1  # one logit for two classes
 
 
-def test_batch_size_is_named_when_its_training_step_is_what_does_not_fit(raw):
-    raw["datasets"]["moons"]["data"]["n_samples"] = 10**6
-    raw["datasets"]["moons"]["model"]["hidden"] = [20_000]
-    raw["datasets"]["moons"]["train"]["batch_size"] = 100_000
-    expected = r"train\.batch_size = 100000: needs about 27 GB of memory \(the activations of 100000 points"
-    with pytest.raises(ParamsError, match=expected):
-        params.check_memory(parse_params(raw), available=23 * GB)
-    raw["datasets"]["moons"]["train"]["batch_size"] = 1_000
-    params.check_memory(parse_params(raw), available=23 * GB)  # smaller steps fit
-
-
-def test_the_committed_params_and_the_largest_seed_fit_in_a_small_machine(committed, raw):
-    params.check_memory(parse_params(committed), available=GB)
-    params.check_memory(parse_params(raw), available=GB)
-
-
-def test_load_params_checks_memory_and_parse_params_does_not(tmp_path, monkeypatch):
-    """parse_params also checks a sweep's points on the driver, which is not the machine that runs them."""
-    path = tmp_path / "params.yaml"
-    path.write_text(BASE_YAML.replace("n_samples: 1000,", "n_samples: 10000000000000,", 1))
-    parse_params(yaml.safe_load(path.read_text()))
-    with pytest.raises(ParamsError, match=rf"^{re.escape(str(path))}: datasets\.moons\.data\.n_samples = 1"):
-        load_params(str(path))
-    monkeypatch.setattr(params, "available_memory", lambda: None)  # nothing to compare with
-    assert load_params(str(path)).dataset("moons").data.n_samples == 10**13
-
-
-def test_available_memory_is_what_the_kernel_reports():
-    available = params.available_memory()
-    if not os.path.exists("/proc/meminfo"):
-        pytest.skip("no /proc/meminfo here")
-    meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
-    reported = int(meminfo["MemAvailable"].split()[0]) * 1024
-    assert 0 < available <= reported * 1.5 and available >= reported / 1.5  # it moves while we read
-
-
-def test_snapshots_counted_are_those_train_keeps():
-    train = pytest.importorskip("stages.train")
-    assert params.SNAPSHOTS_KEPT == train.SNAPSHOTS + 1  # the untrained weights and the snapshots
-
-
-MEASURE = """
-import importlib
-with open("/proc/self/clear_refs", "w") as file:
-    file.write("5")  # the peak so far is the forked test process's; count from here
-importlib.import_module(STAGE).main("spiral")  # main(), not its runner, which ends the process at once
-with open("/proc/self/status") as file:
-    print(next(line.split()[1] for line in file if line.startswith("VmHWM:")))
-"""
-
-
-@pytest.mark.e2e
-def test_the_per_point_estimate_covers_a_real_stages_growth(project):
-    """The peak memory of generate and split, each at two sizes: what a point adds is within POINT_BYTES."""
-    import subprocess  # noqa: PLC0415
-    import sys  # noqa: PLC0415
-
-    if not os.path.exists("/proc/self/clear_refs"):
-        pytest.skip("no /proc/self/clear_refs here (Linux only)")
-    peaks = {}
-    for n in (20_000, 400_000):
-        text = (project / "params.yaml").read_text()
-        raw = yaml.safe_load(text)
-        raw["datasets"]["spiral"]["data"]["n_samples"] = n
-        raw["generalization"]["n_samples"] = n
-        (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-        for stage in ("generate", "split"):
-            code = MEASURE.replace("STAGE", repr(f"stages.{stage}"))
-            result = subprocess.run(
-                [sys.executable, "-c", code], cwd=project, capture_output=True, text=True, check=True
-            )
-            peaks[stage, n] = int(result.stdout.split()[-1]) * 1024
-    for stage in ("generate", "split"):
-        per_point = (peaks[stage, 400_000] - peaks[stage, 20_000]) / 380_000
-        assert 0 < per_point <= params.POINT_BYTES, (stage, per_point, peaks)
+def test_the_config_names_each_layers_tensors_with_their_shapes():
+    config = ModelConfig(hidden=[5, 4], activation="tanh", features=["x1", "x2", "x1*x2"], classes=3)
+    assert config.tensor_shapes() == {
+        "net.0.weight": (5, 3),
+        "net.0.bias": (5,),
+        "net.2.weight": (4, 5),
+        "net.2.bias": (4,),
+        "net.4.weight": (3, 4),
+        "net.4.bias": (3,),
+    }
