@@ -16,6 +16,7 @@ import safetensors.numpy
 import torch
 from conftest import ROOT, Exploit, model_config, perturbed_mlp
 from safetensors import safe_open
+from test_functions import BY_HAND
 
 from stages import functions, models
 from stages.checkpoint import read_checkpoint, read_snapshots, write_checkpoint, write_snapshots
@@ -270,11 +271,8 @@ def test_the_module_does_not_import_torch():
 
 
 def by_hand(points, names):
-    """The features written out here, from their definitions, as an oracle for stages.functions."""
-    x1, x2 = points[:, 0], points[:, 1]
-    table = {"x1": x1, "x2": x2, "x1^2": x1**2, "x2^2": x2**2, "x1*x2": x1 * x2}
-    table |= {"sin(x1)": np.sin(x1), "sin(x2)": np.sin(x2)}
-    return np.column_stack([table[name] for name in names])
+    """The features written out by hand (test_functions' oracle), as columns."""
+    return np.column_stack([BY_HAND[name](points[:, 0], points[:, 1]) for name in names])
 
 
 @pytest.mark.parametrize(
