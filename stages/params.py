@@ -12,12 +12,12 @@ multi-class, stages/problems.py) and its tensors' names and shapes come from it.
 """
 
 import re
-from dataclasses import fields
 from itertools import pairwise
+from types import UnionType
 from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
-import annotated_types as at
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, ValidationError
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 from stages.datasets import KINDS
@@ -49,16 +49,40 @@ def _each_once(items):
     return items
 
 
+# The kinds of value a key takes, each with the words that say so in a message.
+
+
 def Integer(low=None, high=None):  # noqa: N802 - a type, as pydantic's conint is
-    return Annotated[StrictInt, Field(ge=low, le=high)]
+    return Annotated[StrictInt, Field(ge=low, le=high, description=_range("an integer", ge=low, le=high))]
 
 
-def Number(**bounds):  # noqa: N802 - as Integer
-    return Annotated[float, BeforeValidator(_not_a_bool), Field(allow_inf_nan=False, **bounds)]
+def Number(**bounds):  # noqa: N802 - as Integer; bounds: ge, gt, lt
+    described = Field(allow_inf_nan=False, description=_range("a number", **bounds), **bounds)
+    return Annotated[float, BeforeValidator(_not_a_bool), described]
 
 
 def OneOf(names):  # noqa: N802 - as Integer
-    return Literal[tuple(names)]
+    return Annotated[Literal[tuple(names)], Field(description="one of " + ", ".join(names))]
+
+
+def ListOf(item, min_length=0):  # noqa: N802 - as Integer; item: one of the above
+    size = "a non-empty list" if min_length else "a list"
+    words = next(arg.description for arg in get_args(item)[1:] if isinstance(arg, FieldInfo))
+    return Annotated[list[item], Field(min_length=min_length, description=f"{size} of {words}")]
+
+
+def _range(text, ge=None, gt=None, le=None, lt=None):
+    low, high = (ge if gt is None else gt), (le if lt is None else lt)
+    if low is not None and high is not None:
+        left, right = "(" if gt is not None else "[", ")" if lt is not None else "]"
+        return f"{text} in {left}{_bound(low)}, {_bound(high)}{right}"
+    if low is not None:
+        return f"{text} {'>' if gt is not None else '>='} {_bound(low)}"
+    return text
+
+
+def _bound(number):
+    return str(number) if isinstance(number, int) else f"{number:g}"  # 4294967295, not 4.29497e+09
 
 
 Seed = Integer(0, SEED_MAX)
@@ -82,10 +106,10 @@ class SplitParams(Schema):
 
 
 class ModelParams(Schema):
-    hidden: list[Integer(1)]  # none: a linear model of the features
+    hidden: ListOf(Integer(1))  # none: a linear model of the features
     activation: OneOf(ACTIVATIONS)
     # The model's inputs, computed from (x1, x2).
-    features: Annotated[list[OneOf(FEATURES)], Field(min_length=1), AfterValidator(_each_once)] = ["x1", "x2"]
+    features: Annotated[ListOf(OneOf(FEATURES), min_length=1), AfterValidator(_each_once)] = ["x1", "x2"]
 
 
 class ModelConfig(ModelParams):
@@ -236,82 +260,58 @@ def _message(schema, error, prefix) -> str:
     *parents, last = error["loc"]
     key = _join(prefix, *error["loc"])
     if error["type"] == "extra_forbidden":
-        section = _unwrapped(_annotation_at(schema, parents))
-        return f"unknown key {key}; allowed: {', '.join(section.model_fields)}"
-    annotation = _annotation_at(schema, error["loc"])
+        allowed = ", ".join(_annotation_at(schema, parents).model_fields)
+        return f"unknown key {key}; allowed: {allowed}"
+    expected = _expected(_annotation_at(schema, error["loc"]))
     if error["type"] == "missing":
-        return f"missing key {key}: must be {_expected(annotation)}"
+        return f"missing key {key}: must be {expected}"
     if last == "[key]":
         return f"{_join(prefix, *parents[:-1])} has a key {error['input']!r} that is not a string"
     if error["type"] in ("model_type", "dict_type"):
-        return f"{key} must be {_expected(annotation)}, got {error['input']!r}"
+        return f"{key} must be {expected}, got {error['input']!r}"
     repeated = ", each at most once" if error["type"] == "repeated" else ""
-    return f"{key} = {error['input']!r}: must be {_expected(annotation)}{repeated}"
+    return f"{key} = {error['input']!r}: must be {expected}{repeated}"
 
 
 def _annotation_at(schema, loc):
-    """The annotation (Annotated with its constraints) that pydantic checked at `loc`."""
+    """The annotation that pydantic checked at `loc`: a field's (its FieldInfo) or an item's."""
     annotation = schema
     for step in loc:
         annotation = _unwrapped(annotation)
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            field = annotation.model_fields[step]
-            metadata = field.metadata
-            annotation = Annotated[(field.annotation, *metadata)] if metadata else field.annotation
+            annotation = annotation.model_fields[step]
         elif get_origin(annotation) in (dict, list):
             annotation = get_args(annotation)[-1] if step != "[key]" else str
-    return annotation
+    return _unwrapped(annotation)
 
 
 def _unwrapped(annotation):
-    """The type inside Annotated and an optional (`X | None`)."""
-    if get_origin(annotation) is Annotated:
-        annotation = get_args(annotation)[0]
-    if get_origin(annotation) in (Union, type(int | None)):
+    """A field's or an optional's (`X | None`) annotation; the type inside an Annotated without words."""
+    if isinstance(annotation, FieldInfo) and not annotation.description:
+        annotation = annotation.annotation
+    if get_origin(annotation) in (Union, UnionType):
         annotation = next(arg for arg in get_args(annotation) if arg is not type(None))
-        return _unwrapped(annotation)
+    if get_origin(annotation) is Annotated and not _described(annotation):
+        annotation = get_args(annotation)[0]
     return annotation
 
 
-def _constraints(annotation) -> dict:
-    """The bounds and lengths of an annotation, as annotated_types' names: ge, gt, le, lt, min_length."""
-    found = {}
-    if get_origin(annotation) is Annotated:
-        inner, *metadata = get_args(annotation)
-        found |= _constraints(inner)
-        for item in metadata:
-            for constraint in getattr(item, "metadata", [item]):  # a FieldInfo holds several
-                if isinstance(constraint, at.Ge | at.Gt | at.Le | at.Lt | at.MinLen):
-                    found |= {field.name: getattr(constraint, field.name) for field in fields(constraint)}
-    elif get_origin(annotation) in (Union, type(int | None)):
-        found |= _constraints(next(arg for arg in get_args(annotation) if arg is not type(None)))
-    return found
+def _described(annotation) -> str | None:
+    """The words of Integer, Number, OneOf or ListOf in an annotation, if it has them."""
+    if isinstance(annotation, FieldInfo):
+        return annotation.description
+    infos = [arg for arg in get_args(annotation)[1:] if isinstance(arg, FieldInfo) and arg.description]
+    return infos[0].description if infos else None
 
 
-def _expected(annotation) -> str:  # noqa: PLR0911 - one return per kind of annotation
+def _expected(annotation) -> str:
     """What a key takes, in words: `an integer in [2, 10]`, `one of relu, tanh`, `a mapping of ...`."""
-    kind, bounds = _unwrapped(annotation), _constraints(annotation)
-    if isinstance(kind, type) and issubclass(kind, BaseModel):
-        return "a mapping of " + ", ".join(kind.model_fields)
-    if get_origin(kind) is dict:
+    annotation = _unwrapped(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "a mapping of " + ", ".join(annotation.model_fields)
+    if get_origin(annotation) is dict:
         return "a mapping of name to settings"
-    if get_origin(kind) is list:
-        size = "a non-empty list" if bounds.get("min_length") else "a list"
-        return f"{size} of {_expected(get_args(kind)[0])}"
-    if get_origin(kind) is Literal:
-        return "one of " + ", ".join(get_args(kind))
-    text = {int: "an integer", float: "a number", str: "a string"}[kind]
-    low, high = bounds.get("ge", bounds.get("gt")), bounds.get("le", bounds.get("lt"))
-    if low is not None and high is not None:
-        left, right = "(" if "gt" in bounds else "[", ")" if "lt" in bounds else "]"
-        return f"{text} in {left}{_bound(low)}, {_bound(high)}{right}"
-    if low is not None:
-        return f"{text} {'>' if 'gt' in bounds else '>='} {_bound(low)}"
-    return text
-
-
-def _bound(number):
-    return str(number) if isinstance(number, int) else f"{number:g}"  # 4294967295, not 4.29497e+09
+    return _described(annotation) or "a string"
 
 
 def _join(*keys):
