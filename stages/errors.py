@@ -2,6 +2,7 @@
 
 import os
 import sys
+import warnings
 
 
 class UserError(Exception):
@@ -11,10 +12,12 @@ class UserError(Exception):
 def run(main):
     """Run a stage's `main(dataset)` from the command line: `python -m stages.<stage> <dataset>`."""
     stage = main.__globals__["__spec__"].name  # "stages.train" when run with -m
-    if len(sys.argv) != 2:
-        sys.exit(f"usage: python -m {stage} <dataset>")
+    warnings.showwarning = one_line_warning
     try:
-        main(sys.argv[1])
+        name = dataset_name()
+        if name is None:
+            sys.exit(f"usage: python -m {stage} <dataset>")
+        main(name)
     except UserError as error:
         sys.exit(f"error: {error}")
     except KeyboardInterrupt:
@@ -23,3 +26,30 @@ def run(main):
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def dataset_name() -> str | None:
+    """The dataset the command line names, if it follows the name rule; None if it names none.
+
+    DVC runs a stage's `cmd` in a shell, ${key} substituted unquoted: a name with a space arrives in
+    pieces, one with $, * or quotes changed, one with ; cut short. So a bad name in params.yaml is
+    refused as written there (load_params checks every name) whatever the shell made of it, and only
+    then is a bad name typed on the command line refused as given.
+    """
+    from stages.params import DATASET_NAME, check_dataset_name, load_params  # noqa: PLC0415 - it imports us
+
+    name = " ".join(sys.argv[1:])
+    if len(sys.argv) == 2 and DATASET_NAME.fullmatch(name):
+        return name
+    load_params()
+    if len(sys.argv) == 1:
+        return None
+    check_dataset_name(name)  # refuses it: pieces are joined by a space, which no name holds
+    return name
+
+
+def one_line_warning(message, category, filename, lineno, file=None, line=None):
+    """A library's warning in one line, in place of Python's message and source line (and whatever
+    else the message spans): `warning: <category>: <its first line>`."""
+    lines = str(message).strip().splitlines() or [""]
+    print(f"warning: {category.__name__}: {lines[0]}", file=file or sys.stderr)

@@ -55,18 +55,52 @@ def write_bytes(path, data: bytes) -> None:
 
 
 def write_json(path, obj) -> None:
-    write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+    """`obj` as strict JSON: a NaN or infinite number, which JSON has no word for (a browser's
+    JSON.parse refuses Python's NaN), is refused naming its key, and nothing is written."""
+    try:
+        text = json.dumps(obj, indent=2, allow_nan=False)
+    except ValueError:
+        found = _first_non_finite(obj)
+        if found is None:
+            raise
+        key, value = found
+        raise UserError(
+            f"{path}: {key} = {value} is not a finite number (JSON has none); nothing written"
+        ) from None
+    write_bytes(path, (text + "\n").encode())
+
+
+def _first_non_finite(obj, key=""):
+    """(dotted key, value) of the first NaN or infinite float in nested dicts and lists, or None."""
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list | tuple) else ()
+    for name, value in items:
+        inner = f"{key}[{name}]" if isinstance(name, int) else f"{key}.{name}" if key else str(name)
+        if isinstance(value, float) and not math.isfinite(value):
+            return inner, value
+        found = _first_non_finite(value, inner)
+        if found:
+            return found
+    return None
 
 
 ROWS_PER_WRITE = 65536  # formatted and written a block at a time: memory stays that of the arrays
 
 
 def write_table(path, columns: dict) -> None:
-    """A CSV with a header row: floats in their shortest exact form (repr), integers as integers."""
+    """A CSV with a header row: floats in their shortest exact form (repr), integers as integers.
+    A NaN or infinite cell is refused naming its row (the file's line) and column, and nothing is
+    written: a plot of it is empty or wrong, and no CSV reader agrees on how to read it."""
     arrays = [np.asarray(values) for values in columns.values()]
     if len({len(array) for array in arrays}) > 1:
         raise ValueError(f"{path}: columns of different lengths {[len(array) for array in arrays]}")
     rows = len(arrays[0]) if arrays else 0
+    for column, array in zip(columns, arrays, strict=True):
+        if array.dtype.kind in "fc" and not np.isfinite(array).all():  # one pass: fast for a good table
+            row = int(np.flatnonzero(~np.isfinite(array))[0])
+            cell = array[row].item()
+            raise UserError(
+                f"{path}: row {row + 2}, column {column}: {cell} is not a finite number; nothing written"
+            )
     with atomic_file(path) as file:
         file.write((",".join(columns) + "\n").encode())
         for start in range(0, rows, ROWS_PER_WRITE):

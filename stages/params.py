@@ -28,7 +28,7 @@ from stages.problems import Classification, problem_of
 PARAMS_FILE = "params.yaml"
 
 DEVICES = ("cpu", "cuda", "auto")
-DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # used in file names
+DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # used in file names and on command lines
 SEED_MAX = 2**32 - 1  # scikit-learn's random_state (make_moons) takes no larger seed; one range for all
 MAX_CLASSES = 10  # the plots colour each class from matplotlib's tab10, which has ten colours
 
@@ -233,8 +233,7 @@ def _checked(params: Params) -> Params:
         raise ParamsError("datasets is empty; define at least one dataset")
     taken = Classification.curves
     for name, dataset in params.datasets.items():
-        if not DATASET_NAME.fullmatch(name):
-            raise ParamsError(f"dataset name {name!r} must be letters, digits, '_' or '-'")
+        check_dataset_name(name)
         if name in taken:
             raise ParamsError(f"dataset name {name!r} is taken by plots/{name}/; use another name")
         data = dataset.data
@@ -250,6 +249,11 @@ def _checked(params: Params) -> Params:
                 f"must be at least 2 per class ({2 * data.classes} for {data.classes} classes)"
             )
     return params
+
+
+def check_dataset_name(name: str) -> None:
+    if not DATASET_NAME.fullmatch(name):
+        raise ParamsError(f"dataset name {name!r} must be letters, digits, '_' or '-'")
 
 
 # ---------------------------------------------------------------------------------------------

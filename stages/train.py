@@ -6,12 +6,13 @@ plots/loss/<name>.csv and plots/accuracy/<name>.csv (columns epoch, train, test:
 `log_every` epochs, from epoch 0). The curves' loss is the data's; the L1 penalty is not in it.
 """
 
+import math
 import sys
 
 import torch
 
 from stages.checkpoint import snapshots_path
-from stages.errors import run
+from stages.errors import UserError, run
 from stages.files import curve_path, data_path, model_path, read_points, write_table
 from stages.models import (
     MLP,
@@ -47,6 +48,7 @@ def main(name):
 
     curves = {curve: {"epoch": [], "train": [], "test": []} for curve in problem.curves}
     log(curves, 0, model, train_set, test_set, loss_fn)
+    stop_if_diverged(name, train, curves)
     report(name, hardware, curves, train.epochs)
     points, labels = train_set
     for epoch in range(1, train.epochs + 1):
@@ -62,6 +64,7 @@ def main(name):
         if epoch % train.log_every == 0 or epoch == train.epochs:
             previous = curves["loss"]["epoch"][-1]
             log(curves, epoch, model, train_set, test_set, loss_fn)
+            stop_if_diverged(name, train, curves)
             if epoch * 10 // train.epochs > previous * 10 // train.epochs:  # ~10 lines a run
                 report(name, hardware, curves, train.epochs)
 
@@ -100,6 +103,30 @@ def log(curves, epoch, model, train_set, test_set, loss_fn):
         curves["loss"][split].append(loss_fn(logits, targets).item())
         predicted = model.config.problem.predict(torch, logits)
         curves["accuracy"][split].append((predicted == targets).double().mean().item())
+
+
+def stop_if_diverged(name, train, curves):
+    """Refuse a run once a logged loss is not finite: every later row, the checkpoint and the metrics
+    would hold NaN. The row's losses are Python floats already: a GPU run pays no extra sync."""
+    loss = curves["loss"]
+    split = next((split for split in ("train", "test") if not math.isfinite(loss[split][-1])), None)
+    if split is None:
+        return
+    epochs = loss["epoch"]
+    if len(epochs) == 1:  # the untrained model's weights are small and finite: the points are too large
+        raise UserError(
+            f"training {name}: the untrained model's {split} loss is {loss[split][-1]} (epoch 0): the "
+            f"points are too large for float32; lower datasets.{name}.data.noise"
+        )
+    key = f"datasets.{name}.train"
+    causes = [f"{key}.lr = {train.lr:g}"]
+    causes += [
+        f"{key}.{rate} = {value:g}" for rate in ("weight_decay", "l1") if (value := getattr(train, rate))
+    ]
+    raise UserError(
+        f"training {name} diverged: its {split} loss is {loss[split][-1]} at epoch {epochs[-1]}"
+        f" (finite at epoch {epochs[-2]}); lower {' or '.join(causes)}"
+    )
 
 
 def report(name, hardware, curves, epochs):

@@ -209,6 +209,15 @@ def assert_one_line_error(result, *fragments):
     return assert_one_line(result.stderr.strip(), "error: ", *fragments)
 
 
+def strict_json(text):
+    """JSON as a browser's JSON.parse reads it: NaN, Infinity and -Infinity are not JSON."""
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
 RUN_STAGE = """
 import runpy, sys
 sys.argv = ["stages.{module}", {name!r}]

@@ -1,23 +1,31 @@
 """Bad input and faults through the real CLI: one clear line, a non-zero exit, nothing lost."""
 
+import math
 import os
 import signal
 import subprocess
 import sys
+import warnings
 
 import pytest
+import yaml
 from conftest import (
+    DATASETS,
     DELETE,
     ROOT,
     Exploit,
     assert_one_line_error,
     edit_params,
     lock_outs,
+    ran,
     run_stage,
     set_in,
     sh,
     stage_command,
+    strict_json,
 )
+
+from stages.errors import one_line_warning
 
 pytestmark = pytest.mark.e2e
 
@@ -111,31 +119,144 @@ def test_params_that_are_not_yaml(rebuilt):
     assert_one_line_error(stage(rebuilt, "split"), "error: params.yaml: not valid YAML at line 2")
 
 
+MOONS = yaml.safe_load((ROOT / "params.yaml").read_text())["datasets"]["moons"]
+RULE = "must be letters, digits, '_' or '-'"
+
+# Refused through `dvc repro`, as the stage's one line after its progress lines (if any) and before
+# DVC's own `ERROR: failed to reproduce ...`: what follows `error: `.
 REFUSED_THEN_FIXED = [
-    ("datasets.moons.train.epochz", 5, DELETE, "unknown key datasets.moons.train.epochz"),
-    ("datasets.moons.data.seed", 2**32, 42, "datasets.moons.data.seed = 4294967296: must be"),
-    ("datasets.moons.data.n_samples", 10**13, 1000, "datasets.moons.data.n_samples = 10000000000000: needs"),
+    ("datasets.moons.train.epochz", 5, DELETE, "params.yaml: unknown key datasets.moons.train.epochz"),
+    ("datasets.moons.data.seed", 2**32, 42, "params.yaml: datasets.moons.data.seed = 4294967296: must be"),
+    (
+        "datasets.moons.data.n_samples",
+        10**13,
+        1000,
+        "params.yaml: datasets.moons.data.n_samples = 10000000000000: needs",
+    ),
+    # What goes wrong once the stages run: a name DVC's shell splits, divergence, a split too small
+    (("datasets", "my moons"), MOONS, DELETE, f"params.yaml: dataset name 'my moons' {RULE}"),
+    (
+        "datasets.moons.train.lr",
+        1e30,
+        0.01,
+        "training moons diverged: its train loss is nan at epoch 10 (finite at epoch 0); "
+        "lower datasets.moons.train.lr = 1e+30",
+    ),
+    (
+        "datasets.moons.data.n_samples",
+        5,
+        1000,
+        "datasets.moons: a stratified split of 5 points with test_size 0.2 leaves class 0 with no point "
+        "in the test set (4 train and 1 test points, 2 classes); raise datasets.moons.data.n_samples or "
+        "datasets.moons.split.test_size",
+    ),
 ]
+
+
+def ends_in_one_line_error(stderr, expected, by_dvc=False):
+    """A failed stage's stderr: its progress lines, then one line `error: <expected>...`, then (run by
+    `dvc repro`) DVC's own; no traceback, no warning. Returns the error line."""
+    *progress, error = stderr.strip().splitlines()
+    if by_dvc:
+        assert error.startswith("ERROR: failed to reproduce "), stderr
+        *progress, error = progress
+    assert error.startswith(f"error: {expected}"), stderr
+    assert all(line.startswith("train moons on ") for line in progress), stderr
+    return error
 
 
 @pytest.mark.parametrize(
     ("key", "bad", "good", "expected"),
     REFUSED_THEN_FIXED,
-    ids=[f"{k}={v!r}" for k, v, _, _ in REFUSED_THEN_FIXED],
+    ids=[f"{'.'.join(k) if isinstance(k, tuple) else k}={v!r:.20}" for k, v, _, _ in REFUSED_THEN_FIXED],
 )
 def test_refused_through_dvc_repro_then_fixed_restores_every_hash(rebuilt, key, bad, good, expected):
     before = lock_outs(rebuilt)
     edit_params(rebuilt, set_key(key, bad))
     failed = sh("dvc", "repro", cwd=rebuilt, check=False)
     assert failed.returncode != 0
-    assert f"error: params.yaml: {expected}" in failed.stderr
-    assert "Traceback" not in failed.stderr
+    ends_in_one_line_error(failed.stderr, expected, by_dvc=True)
 
     edit_params(rebuilt, set_key(key, good))
-    sh("dvc", "repro", cwd=rebuilt)  # restores what the failed run removed, from the cache
+    fixed = sh("dvc", "repro", cwd=rebuilt)  # restores what the failed run removed, from the cache
+    assert ran(fixed) == set()
     assert lock_outs(rebuilt) == before
     assert (rebuilt / "models" / "moons.safetensors").exists()
     assert sh("dvc", "status", cwd=rebuilt).stdout.strip() == "Data and pipelines are up to date."
+
+
+TRAINED = ["models/moons.safetensors", "models/moons.snapshots.safetensors"]
+TRAINED += ["plots/loss/moons.csv", "plots/accuracy/moons.csv"]
+DIVERGED = [
+    ("datasets.moons.train.lr", 1e30, "lower datasets.moons.train.lr = 1e+30"),
+    (
+        "datasets.moons.train.weight_decay",
+        1e39,
+        "lower datasets.moons.train.lr = 0.01 or datasets.moons.train.weight_decay = 1e+39",
+    ),
+    (
+        "datasets.moons.train.l1",
+        1e39,
+        "lower datasets.moons.train.lr = 0.01 or datasets.moons.train.l1 = 1e+39",
+    ),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "keys"), DIVERGED, ids=[f"{k}={v!r}" for k, v, _ in DIVERGED])
+def test_training_that_diverges_stops_in_one_line_and_writes_nothing(rebuilt, key, value, keys):
+    before = {path: (rebuilt / path).read_bytes() for path in TRAINED}
+    edit_params(rebuilt, set_key(key, value))
+    result = stage(rebuilt, "train")
+    assert result.returncode == 1
+    expected = f"training moons diverged: its train loss is nan at epoch 10 (finite at epoch 0); {keys}"
+    assert ends_in_one_line_error(result.stderr, expected) == f"error: {expected}"
+    assert {path: (rebuilt / path).read_bytes() for path in TRAINED} == before
+
+
+def test_points_too_large_for_float32_stop_training_at_epoch_0(rebuilt):
+    before = {path: (rebuilt / path).read_bytes() for path in TRAINED}
+    edit_params(rebuilt, set_key("datasets.moons.data.noise", 1e39))
+    for module in ("generate", "split"):
+        assert stage(rebuilt, module).returncode == 0
+    assert_one_line_error(
+        stage(rebuilt, "train"),
+        "error: training moons: the untrained model's train loss is nan (epoch 0): the points are too "
+        "large for float32; lower datasets.moons.data.noise",
+    )
+    assert {path: (rebuilt / path).read_bytes() for path in TRAINED} == before
+
+
+def test_no_output_of_a_run_holds_nan_or_infinity(built):
+    """Every metrics file parses as a browser's JSON.parse reads it, and every plot CSV is numbers."""
+    metrics = sorted((built / "metrics").glob("*.json"))
+    assert [path.stem for path in metrics] == sorted(DATASETS)
+    for path in metrics:
+        strict_json(path.read_text())
+    tables = sorted((built / "plots").rglob("*.csv"))
+    assert len(tables) == 4 * len(DATASETS)  # the loss and accuracy curves, predictions, ROC
+    for path in tables:
+        _, *rows = path.read_text().splitlines()
+        cells = [cell for row in rows for cell in row.split(",")]
+        assert cells and all(math.isfinite(float(cell)) for cell in cells), path
+
+
+def test_a_model_of_nan_writes_no_metrics(rebuilt):
+    """A checkpoint whose weights are NaN (valid safetensors): evaluate refuses to write NaN metrics."""
+    import numpy as np  # noqa: PLC0415
+    from safetensors import safe_open  # noqa: PLC0415
+    from safetensors.numpy import save_file  # noqa: PLC0415
+
+    path = rebuilt / "models" / "moons.safetensors"
+    with safe_open(path, framework="numpy") as file:
+        metadata, weights = file.metadata(), {name: file.get_tensor(name) for name in file.keys()}  # noqa: SIM118
+    save_file({name: np.full_like(array, np.nan) for name, array in weights.items()}, path, metadata=metadata)
+    metrics = rebuilt / "metrics" / "moons.json"
+    before = metrics.read_bytes()
+    assert_one_line_error(
+        stage(rebuilt, "evaluate"),
+        "error: metrics/moons.json: train.loss = nan is not a finite number (JSON has none); nothing written",
+    )
+    assert metrics.read_bytes() == before
 
 
 def test_no_cuda_is_a_clear_error(rebuilt):
@@ -187,16 +308,70 @@ def test_bad_data_files_are_named_with_the_problem(rebuilt, case, text, expected
     assert (rebuilt / "data" / "moons" / "train.csv").read_bytes() == before
 
 
-def test_a_split_that_leaves_a_set_empty(rebuilt):
-    edit_params(rebuilt, set_key("datasets.moons.split.test_size", 0.0001))
-    edit_params(rebuilt, set_key("datasets.moons.data.n_samples", 4))
-    (rebuilt / "data" / "moons" / "all.csv").write_text("x1,x2,label\n0,0,0\n1,1,1\n0,1,0\n1,0,1\n")
-    result = stage(rebuilt, "split")
-    assert result.returncode == 0  # one test point: ceil(0.0001 * 4)
-    edit_params(rebuilt, set_key("datasets.moons.split.test_size", 0.9999))
-    assert_one_line_error(
-        stage(rebuilt, "split"), "test_size = 0.9999 leaves the train set of 4 points empty"
-    )
+TOO_SMALL = [
+    (
+        {"datasets.moons.data.n_samples": 5},
+        "moons",
+        "datasets.moons: a stratified split of 5 points with test_size 0.2 leaves class 0 with no point in "
+        "the test set (4 train and 1 test points, 2 classes); raise datasets.moons.data.n_samples or "
+        "datasets.moons.split.test_size",
+    ),
+    (
+        {"datasets.moons.data.n_samples": 4, "datasets.moons.split.test_size": 0.9},
+        "moons",
+        "datasets.moons: a stratified split of 4 points with test_size 0.9 leaves class 0 with no point in "
+        "the train set (0 train and 4 test points, 2 classes); raise datasets.moons.data.n_samples, or "
+        "lower datasets.moons.split.test_size",
+    ),
+    (
+        {"datasets.spiral.data.n_samples": 6},
+        "spiral",
+        "datasets.spiral: a stratified split of 6 points with test_size 0.2 leaves class 2 with no point in "
+        "the test set (4 train and 2 test points, 3 classes); raise datasets.spiral.data.n_samples or "
+        "datasets.spiral.split.test_size, or lower datasets.spiral.data.classes",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("changes", "name", "expected"), TOO_SMALL, ids=["test set", "train set", "three classes"]
+)
+def test_data_too_small_for_its_split_is_refused(rebuilt, changes, name, expected):
+    """Drawn by the real generator, then split: refused before anything is written."""
+    sets = [rebuilt / "data" / name / f"{part}.csv" for part in ("train", "test")]
+    before = [path.read_bytes() for path in sets]
+    for key, value in changes.items():
+        edit_params(rebuilt, set_key(key, value))
+    assert stage(rebuilt, "generate", name).returncode == 0
+    result = stage(rebuilt, "split", name)
+    assert_one_line_error(result, expected)
+    assert result.stderr == f"error: {expected}\n"
+    assert [path.read_bytes() for path in sets] == before
+
+
+def test_a_library_warning_is_one_line(rebuilt):
+    """torchmetrics warns in Python's two lines when a test set lacks a class (which the split now
+    refuses; a test set written by hand still can): each warning reaches the terminal as one line."""
+    path = rebuilt / "data" / "moons" / "test.csv"
+    header, *rows = path.read_text().splitlines()
+    path.write_text("\n".join([header, *(row for row in rows if row.endswith(",1"))]) + "\n")
+    result = stage(rebuilt, "evaluate")
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert all(line.startswith("warning: UserWarning: ") for line in lines), result.stderr
+    assert (
+        "warning: UserWarning: No negative samples in targets, false positive value should be meaningless. "
+        "Returning zero tensor in false positive score"
+    ) in lines
+
+
+def test_a_warning_of_many_lines_is_shown_as_its_first(capsys):
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = one_line_warning  # as stages.errors.run sets it
+        warnings.warn("first line\n  second line\nthird", RuntimeWarning, stacklevel=1)
+        warnings.warn("\n", UserWarning, stacklevel=1)
+    assert capsys.readouterr().err == "warning: RuntimeWarning: first line\nwarning: UserWarning: \n"
 
 
 @pytest.mark.parametrize("module", ["evaluate", "plot"])

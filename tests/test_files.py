@@ -2,11 +2,12 @@
 clear DataError naming the file and the problem."""
 
 import json
+import math
 import os
 
 import numpy as np
 import pytest
-from conftest import assert_one_line
+from conftest import assert_one_line, strict_json
 
 from stages import files
 from stages.errors import UserError
@@ -69,6 +70,49 @@ def test_write_json(tmp_path):
     write_json(tmp_path / "m" / "metrics.json", obj)
     text = (tmp_path / "m" / "metrics.json").read_text()
     assert text.endswith("}\n") and json.loads(text) == obj
+
+
+@pytest.mark.parametrize(
+    ("obj", "shown"),
+    [
+        ({"train": {"accuracy": 0.5, "loss": math.nan}}, "train.loss = nan"),
+        ({"test": {"f1": 1.0}, "generalization": {"stderr": -math.inf}}, "generalization.stderr = -inf"),
+        ({"rows": [1.0, 2.0, math.inf]}, "rows[2] = inf"),
+        ({"deep": [{"x": [0.0, np.float64("nan")]}]}, "deep[0].x[1] = nan"),
+    ],
+)
+def test_write_json_refuses_nan_and_infinity_naming_the_key(tmp_path, obj, shown):
+    path = tmp_path / "metrics.json"
+    write_json(path, {"old": 1})
+    with pytest.raises(UserError) as caught:
+        write_json(path, obj)
+    assert_one_line(str(caught.value), f"{path}: {shown} is not a finite number", start=f"{path}: ")
+    assert strict_json(path.read_text()) == {"old": 1}  # the old file, untouched
+    assert os.listdir(tmp_path) == ["metrics.json"]
+
+
+def test_what_write_json_writes_a_strict_parser_reads(tmp_path):
+    obj = {"a": 1e308, "b": -5e-324, "c": [0.0, -0.0, 0.1 + 0.2], "d": {"n": 3}}
+    write_json(tmp_path / "m.json", obj)
+    assert strict_json((tmp_path / "m.json").read_text()) == obj
+
+
+@pytest.mark.parametrize(
+    ("columns", "shown"),
+    [
+        ({"epoch": [0, 10, 20], "train": [0.7, 0.5, math.nan]}, "row 4, column train: nan"),
+        ({"fpr": np.array([0.0, np.inf], np.float32), "tpr": [0.0, 1.0]}, "row 3, column fpr: inf"),
+        ({"x": [-math.inf], "y": [math.nan]}, "row 2, column x: -inf"),
+    ],
+)
+def test_write_table_refuses_nan_and_infinity_naming_row_and_column(tmp_path, columns, shown):
+    path = tmp_path / "curve.csv"
+    path.write_bytes(b"old\n")
+    with pytest.raises(UserError) as caught:
+        files.write_table(path, columns)
+    assert_one_line(str(caught.value), f"{path}: {shown} is not a finite number; nothing written")
+    assert path.read_bytes() == b"old\n"
+    assert os.listdir(tmp_path) == ["curve.csv"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 import ast
 import hashlib
+import os
 import subprocess
 import sys
 
@@ -48,6 +49,52 @@ def test_stage_without_dataset_argument_prints_usage():
     result = subprocess.run([sys.executable, "-m", "stages.split"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode != 0
     assert result.stderr.strip() == "usage: python -m stages.split <dataset>"
+
+
+RULE = "must be letters, digits, '_' or '-'"
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_a_name_in_pieces_is_answered_with_the_name_rule(stage):
+    """`my moons` through DVC's unquoted ${key}: two arguments. Every stage names the rule, not usage."""
+    result = subprocess.run(
+        [sys.executable, "-m", f"stages.{stage}", "my", "moons"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    assert result.stderr == f"error: dataset name 'my moons' {RULE}\n"
+
+
+@pytest.mark.parametrize("name", ["moons/x", "", "-h", "moons.csv", "mo\u00f6ns"])
+def test_a_bad_name_on_the_command_line_is_answered_with_the_name_rule(name):
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.split", name], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    assert result.stderr == f"error: dataset name {name!r} {RULE}\n"
+
+
+# Names as DVC's shell receives them in `cmd` (substituted unquoted): split, stripped of quotes,
+# expanded ($, *, ~), cut at a ';'. The stage refuses each as params.yaml writes it.
+MANGLED = ["my moons", '"moons"', "'moons'", "a$HOME", "$UNSET", "moons*", "*", "~", "moons;", "a\\b"]
+
+
+@pytest.mark.parametrize("name", MANGLED)
+def test_a_name_the_shell_mangles_is_named_as_params_yaml_has_it(tmp_path, name):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["datasets"][name] = params["datasets"]["moons"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "moons.txt").write_text("a file for * to match")
+    command = DVC_YAML["stages"]["split"]["do"]["cmd"].replace("${key}", name)
+    result = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-c", command],  # as DVC runs cmd (dvc/stage/run.py)
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 1
+    assert result.stderr == f"error: params.yaml: dataset name {name!r} {RULE}\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["moons.txt", "params.yaml"]  # no work
 
 
 def test_unknown_dataset_is_a_one_line_error():
