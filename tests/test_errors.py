@@ -39,62 +39,12 @@ def set_key(path, value):
     return lambda params: set_in(params, path, value)
 
 
+# Each message is tested in test_params.py and test_memory.py, in-process; here, one of each kind
+# through a stage's command line: one line, exit 1, no traceback, nothing written.
 BAD_PARAMS = [
-    ("datasets.moons.train.epochs", 0, "datasets.moons.train.epochs = 0: must be an integer >= 1"),
     ("datasets.moons.train.epochs", 2.5, "datasets.moons.train.epochs = 2.5: must be an integer >= 1"),
-    ("datasets.moons.train.epochs", "ten", "datasets.moons.train.epochs = 'ten': must be an integer >= 1"),
-    ("datasets.moons.train.lr", 0, "datasets.moons.train.lr = 0: must be a number > 0"),
-    ("datasets.moons.train.lr", -0.1, "datasets.moons.train.lr = -0.1: must be a number > 0"),
-    ("datasets.moons.data.noise", -0.2, "datasets.moons.data.noise = -0.2: must be a number >= 0"),
-    ("datasets.moons.data.n_samples", 0, "datasets.moons.data.n_samples = 0: must be an integer >= 1"),
-    ("datasets.moons.data.n_samples", True, "datasets.moons.data.n_samples = True: must be an integer >= 1"),
-    (
-        "datasets.moons.split.test_size",
-        1.0,
-        "datasets.moons.split.test_size = 1.0: must be a number in (0, 1)",
-    ),
-    (
-        "datasets.moons.split.test_size",
-        0,
-        "datasets.moons.split.test_size = 0: must be a number in (0, 1)",
-    ),
-    ("datasets.moons.model.hidden", [16, 0], "datasets.moons.model.hidden[1] = 0: must be an integer >= 1"),
-    ("datasets.spiral.data.classes", 1, "datasets.spiral.data.classes = 1: must be an integer in [2, 10]"),
-    ("datasets.moons.data.classes", 3, "datasets.moons.data.classes = 3: kind moons makes exactly 2 classes"),
-    ("datasets.moons.data.kind", "swirl", "datasets.moons.data.kind = 'swirl': must be one of moons, spiral"),
-    (
-        "datasets.moons.model.activation",
-        "Relu",
-        "datasets.moons.model.activation = 'Relu': must be one of relu, tanh, sigmoid, pure_tanh",
-    ),
-    (
-        "datasets.moons.train.device",
-        "gpu",
-        "datasets.moons.train.device = 'gpu': must be one of cpu, cuda, auto",
-    ),
-    ("plot.resolution", 2, "plot.resolution = 2: must be an integer in [10, 2000]"),
     ("datasets.moons.train.epochz", 10, "unknown key datasets.moons.train.epochz; allowed: epochs, lr, seed"),
-    ("plots", {"resolution": 10}, "unknown key plots; allowed: datasets, generalization, plot"),
-    ("datasets.moons.split", DELETE, "missing key datasets.moons.split"),
-    ("datasets.moons.model", [16, 16], "datasets.moons.model must be a mapping, got [16, 16]"),
-    # Values the schema once let through to a library that failed on them
-    (
-        "datasets.moons.data.seed",
-        2**32,
-        "datasets.moons.data.seed = 4294967296: must be an integer in [0, 4294967295]",
-    ),
-    (
-        "datasets.moons.train.seed",
-        2**64,
-        "datasets.moons.train.seed = 18446744073709551616: must be an integer in",
-    ),
-    ("datasets.spiral.data.classes", 11, "datasets.spiral.data.classes = 11: must be an integer in [2, 10]"),
-    (
-        "datasets.moons.data.n_samples",
-        10**13,
-        "datasets.moons.data.n_samples = 10000000000000: needs over 1,000,000 GB of memory (its points as "
-        "CSV text and arrays), this machine has ",
-    ),
+    ("datasets.moons.data.classes", 3, "datasets.moons.data.classes = 3: kind moons makes exactly 2 classes"),
     (
         "datasets.moons.model.hidden",
         [2**63],
