@@ -14,22 +14,18 @@ working-tree versions), with its own cache and remote, so that every way compute
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench import snapshot as project_snapshot  # this folder is on sys.path when run as a script
+from bench import timed  # this folder is on sys.path when run as a script
+from workspace import copy_project, sh, share
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV = os.environ | {"DVC_NO_ANALYTICS": "1", "RAY_USAGE_STATS_ENABLED": "0"}
-ENV |= {f"GIT_{who}_{key}": value for who in ("AUTHOR", "COMMITTER") for key, value in
-        (("NAME", "bench"), ("EMAIL", "bench@invalid"))}  # fmt: skip
-ENV["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{ENV['PATH']}"  # `dvc` from this venv
 LRS, SEEDS, CPUS = "0.005,0.01,0.02,0.04", "1,2", 2
 NOTEBOOK = """import sys, time, yaml
 sys.path.insert(0, ".")
@@ -46,20 +42,13 @@ print(time.perf_counter() - start)
 """
 
 
-def sh(*cmd, cwd):
-    """Run a command; its wall seconds and stdout (its output is the error when it fails)."""
-    start = time.perf_counter()
-    done = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True)
-    if done.returncode:
-        sys.exit(
-            f"{' '.join(map(str, cmd))} exited {done.returncode}:\n{(done.stdout + done.stderr)[-3000:]}"
-        )
-    return time.perf_counter() - start, done.stdout
+def seconds(*cmd, cwd):
+    return timed(*cmd, cwd=cwd).seconds
 
 
 def snapshot(dest):
-    """The project's tracked files in a new repository (bench.py's snapshot), cold-built and committed."""
-    project_snapshot(dest)
+    """The project's tracked files in a new repository, cold-built and committed."""
+    copy_project(dest)
     sh("dvc", "repro", "-q", cwd=dest)
     sh("git", "add", "-A", cwd=dest)
     sh("git", "commit", "-q", "--allow-empty", "-m", "built", cwd=dest)  # a stale dvc.lock, refreshed
@@ -75,6 +64,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=1000)
     args = parser.parse_args()
+    if importlib.util.find_spec("ray") is None:  # before minutes of the other ways
+        sys.exit('error: the sweep needs Ray, the cluster extra: pip install -c constraints.txt ".[cluster]"')
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     grid = ["-S", f"datasets.moons.train.lr={LRS}", "-S", f"datasets.moons.train.seed={SEEDS}"]
     grid += ["-S", f"datasets.moons.train.epochs={args.epochs}"]
     one = [grid[0], grid[1].split(",")[0], grid[2], grid[3].split(",")[0], *grid[4:]]
@@ -87,9 +79,9 @@ def main():
 
         # One point alone: `dvc exp run`, then its three stages by hand (same params, their own time).
         alone = copy(snap, tmp / "alone")
-        exp_run, _ = sh("dvc", "exp", "run", *one, cwd=alone)
+        exp_run = seconds("dvc", "exp", "run", *one, cwd=alone)
         stages = {
-            s: sh(sys.executable, "-m", f"stages.{s}", "moons", cwd=alone)[0]
+            s: seconds(sys.executable, "-m", f"stages.{s}", "moons", cwd=alone)
             for s in ("train", "evaluate", "plot")
         }
         stage_time = sum(stages.values())
@@ -98,25 +90,22 @@ def main():
         start = time.perf_counter()
         sh("dvc", "exp", "run", "--queue", *grid, cwd=queued)
         sh("dvc", "queue", "start", "-j", str(CPUS), cwd=queued)
-        while any(word in sh("dvc", "queue", "status", cwd=queued)[1] for word in ("Queued", "Running")):
+        while any(word in sh("dvc", "queue", "status", cwd=queued).stdout for word in ("Queued", "Running")):
             time.sleep(1)
         queue_wall = time.perf_counter() - start
-        status = sh("dvc", "queue", "status", cwd=queued)[1]
+        status = sh("dvc", "queue", "status", cwd=queued).stdout
         sh("dvc", "queue", "stop", "--kill", cwd=queued)
         assert status.count("Success") == 8, status
 
         team = copy(snap, tmp / "ray")
-        sys.path.insert(0, str(ROOT / "tests"))
-        from conftest import share  # noqa: PLC0415 - the tests' team set-up, once
-
         share(team, tmp, message="team remotes")
-        ray_wall, _ = sh(sys.executable, "-m", "sweep", *grid, "--json", tmp / "sweep.json", cwd=team)
+        ray_wall = seconds(sys.executable, "-m", "sweep", *grid, "--json", tmp / "sweep.json", cwd=team)
         trials = json.loads((tmp / "sweep.json").read_text())
         assert len(trials) == 8 and all(t["ok"] for t in trials)
 
         notebook = copy(snap, tmp / "notebook")
         code = NOTEBOOK.format(lrs=f"[{LRS}]", seeds=f"[{SEEDS}]", epochs=args.epochs)
-        notebook_wall, _ = sh(sys.executable, "-c", code, cwd=notebook)
+        notebook_wall = seconds(sys.executable, "-c", code, cwd=notebook)
 
     print(f"8-point sweep of moons ({LRS} lr x {SEEDS} seeds, {args.epochs} epochs), {CPUS} CPUs")
     own = ", ".join(f"{stage} {seconds:.2f}" for stage, seconds in stages.items())

@@ -7,37 +7,26 @@ stages its change reruns.
 
 import hashlib
 import json
-import os
 import re
 import shutil
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+# The helpers benchmarks/ uses too, there without pytest; the test modules import them from here.
+from benchmarks.workspace import (  # noqa: F401
+    ROOT,
+    copy_project,
+    edit_params,
+    publish,
+    sh,
+    share,
+    tracked_files,
+)
+
 DATASETS = ("moons", "spiral")
 STAGES = ("generate", "split", "train", "evaluate", "plot", "animate")
-
-# Stages run `python -m stages...` and tests run `dvc`: both from this interpreter's environment.
-os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-os.environ["DVC_NO_ANALYTICS"] = "1"
-os.environ.setdefault("GIT_AUTHOR_NAME", "Boundary Lab tests")
-os.environ.setdefault("GIT_AUTHOR_EMAIL", "tests@boundary-lab.invalid")
-os.environ.setdefault("GIT_COMMITTER_NAME", "Boundary Lab tests")
-os.environ.setdefault("GIT_COMMITTER_EMAIL", "tests@boundary-lab.invalid")
-
-
-def sh(*args, cwd, check=True, **kwargs):
-    """Run a command, returning the CompletedProcess; its output goes into the failure message."""
-    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, **kwargs)
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(map(str, args))} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
-        )
-    return result
 
 
 def model_config(hidden=(6, 5), activation="relu", classes=3, features=("x1", "x2")):
@@ -60,25 +49,6 @@ def perturbed_mlp(activation="relu", classes=3, hidden=(6, 5), features=("x1", "
     return model.eval()
 
 
-def tracked_files():
-    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True)
-    return [name for name in listed.stdout.split("\0") if name]
-
-
-def copy_project(destination: Path) -> Path:
-    """The project's committed files (its working-tree versions) in a new git repository."""
-    for name in tracked_files():
-        source = ROOT / name
-        if source.is_file():
-            target = destination / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-    sh("git", "init", "-q", "-b", "main", cwd=destination)
-    sh("git", "add", "-A", cwd=destination)
-    sh("git", "commit", "-q", "-m", "project", cwd=destination)
-    return destination
-
-
 @pytest.fixture
 def project(tmp_path):
     return copy_project(tmp_path / "project")
@@ -92,13 +62,6 @@ def ran(result) -> set[str]:
 def restored(result) -> set[str]:
     """The stages a `dvc repro` or `dvc exp run` restored from the run-cache instead of running."""
     return set(re.findall(r"Stage '([^']+)' is cached - skipping run", result.stdout))
-
-
-def edit_params(repo, change):
-    path = repo / "params.yaml"
-    params = yaml.safe_load(path.read_text())
-    change(params)
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def lock_outs(repo) -> dict[str, str]:
@@ -126,28 +89,6 @@ def experiments(repo) -> dict[str, dict]:
                         "metrics": {path: m["data"] for path, m in (data.get("metrics") or {}).items()},
                     }
     return found
-
-
-def share(repo, where: Path, remote=None, message="the team's origin and DVC remote", push=True) -> Path:
-    """Make `repo` a team's clone: a bare git `origin` in `where`, a default DVC remote (a local
-    directory in `where`, or the given `dvc remote` commands), everything published to both
-    (`push=False`: git only). The tests and benchmarks/ set up every team this way."""
-    origin = where / "origin.git"
-    sh("git", "init", "-q", "--bare", "-b", "main", origin, cwd=where)
-    sh("git", "remote", "add", "origin", origin, cwd=repo)
-    for command in remote or [("dvc", "remote", "add", "-d", "storage", where / "storage")]:
-        sh(*command, cwd=repo)
-    publish(repo, message, push)
-    return origin
-
-
-def publish(repo, message, push=True):
-    """Commit everything; push the outputs and run-cache to the DVC remote first, then the commit."""
-    sh("git", "add", "-A", cwd=repo)
-    sh("git", "commit", "-q", "-m", message, cwd=repo)
-    if push:
-        sh("dvc", "push", "-q", "--run-cache", cwd=repo)
-    sh("git", "push", "-q", "origin", "main", cwd=repo)
 
 
 @pytest.fixture(scope="session")

@@ -40,18 +40,28 @@ def on_origin(repo) -> set[str]:
     return {line.rsplit("/", 1)[-1] for line in refs.splitlines()}
 
 
-def test_local_sweep_lands_in_origin_and_a_teammates_clone_and_a_bad_value_fails_its_point(team, tmp_path):
-    grid = ["-S", "datasets.moons.train.lr=0.005,0.02,-1", "-S", "datasets.moons.train.epochs=60"]
+def test_local_sweep_lands_in_origin_and_a_teammates_clone_and_a_bad_or_diverging_point_fails_alone(
+    team, tmp_path
+):
+    grid = ["-S", "datasets.moons.train.lr=0.005,0.02,-1,1e30", "-S", "datasets.moons.train.epochs=60"]
     result = sh(*SWEEP, *grid, "--json", tmp_path / "sweep.json", cwd=team, check=False)
-    assert result.returncode == 1, result.stderr  # the bad value's points fail; nothing else does
+    assert result.returncode == 1, result.stderr  # the bad value's and the diverging point fail
     names = ["sweep-1", "sweep-2"]
     error = "error: params.yaml: datasets.moons.train.lr = -1: must be a number > 0"
     progress = [line for line in result.stderr.splitlines() if line.startswith("[")]
-    assert len(progress) == 3 and "Traceback" not in result.stderr, result.stderr
+    assert len(progress) == 4 and "Traceback" not in result.stderr, result.stderr
     assert f"sweep-3 failed: {error}" in result.stderr
     assert all(f"{name} done in " in result.stderr for name in names), result.stderr
-    assert "moons test.accuracy" in result.stdout and all(f"| {name} " in result.stdout for name in names)
+    rows = {line.split("|")[1].strip(): line for line in result.stdout.splitlines()[2:]}
+    assert "moons test.accuracy" in result.stdout and set(rows) == {*names, "sweep-3", "sweep-4"}
     assert "spiral" not in result.stdout  # only what differs between the experiments
+    assert error in rows["sweep-3"]
+    # lr 1e30: the train stage's own one line, in the progress line and the table, names the key to change.
+    diverged = json.loads((tmp_path / "sweep.json").read_text())[3]
+    assert not diverged["ok"] and diverged["error"].startswith("error: "), diverged
+    assert "diverged" in diverged["error"] and "datasets.moons.train.lr" in diverged["error"], diverged
+    assert f"sweep-4 failed: {diverged['error']}" in result.stderr
+    assert diverged["error"] in rows["sweep-4"]
     assert on_origin(team) == set(names)
 
     # A teammate's fresh clone sees both, with their metrics, after `dvc exp pull`.
@@ -247,14 +257,14 @@ def test_ctrl_c_exits_130_leaves_nothing_running_and_origin_holds_exactly_what_f
     if where == "cluster":  # one CPU each: the first two trials ran side by side, one on each node
         assert len({results[n]["node"] for n in driver.finished()}) == 2
     # A trial keeps its CPU while it asks whether to stop: never more trials at once than CPUs.
-    ran = [(r["started"], r["ended"]) for r in results.values() if "started" in r]
+    ran = [(r["started"], r["ended"]) for r in results.values() if r["started"]]
     assert most_at_once(ran) <= (2 if where == "cluster" else os.cpu_count()), ran
     table = driver.out.read_text()
     for n in landed:  # pulled here, and in the table with its accuracy (or `landed` if its result was lost)
         row = next(line for line in table.splitlines() if line.startswith(f"| {n} "))
         accuracy = (
             str(results[n]["metrics"]["moons.json"]["test"]["accuracy"])
-            if "note" not in results[n]
+            if results[n]["metrics"]
             else "landed"
         )
         assert f" {accuracy} " in row, row
@@ -267,7 +277,7 @@ def test_ctrl_c_exits_130_leaves_nothing_running_and_origin_holds_exactly_what_f
     for n in landed:
         sh("dvc", "exp", "apply", n, cwd=clone)
         metrics = json.loads((clone / "metrics" / "moons.json").read_text())
-        assert "note" in results[n] or metrics == results[n]["metrics"]["moons.json"]
+        assert results[n]["note"] or metrics == results[n]["metrics"]["moons.json"]
         assert 0.5 <= metrics["test"]["accuracy"] <= 1
 
 
@@ -321,10 +331,10 @@ def test_a_killed_worker_is_retried_and_a_failed_trial_pushes_its_run_cache(team
 
 RAISES = """import sys, sweep
 real, broken = sweep.trial, sys.argv[1]
-def trial(origin, commit, name, *rest):  # pickled by value, with `broken`: the workers run this one
-    if name == broken:
+def trial(plan, result, stop):  # pickled by value, with `broken`: the workers run this one
+    if result.name == broken:
         raise ValueError("a bug in trial")
-    return real(origin, commit, name, *rest)
+    return real(plan, result, stop)
 sweep.trial = trial
 sweep.main(sys.argv[2:])
 """
@@ -409,6 +419,12 @@ def no_remote(repo):
             "datasets.moons.train.epochz=5,6",
             "error: params.yaml: unknown key datasets.moons.train.epochz; allowed: epochs, lr, seed,",
         ),
+        (
+            None,
+            "datasets.moons.train.l1=0.1",  # in the schema, not in params.yaml: `dvc exp run` refuses it
+            "error: -S datasets.moons.train.l1=0.1: params.yaml has no datasets.moons.train.l1; "
+            "+datasets.moons.train.l1 adds it",
+        ),
     ],
 )
 def test_refusals_are_one_line_before_anything_runs(pushed, spoil, param, message):
@@ -418,4 +434,39 @@ def test_refusals_are_one_line_before_anything_runs(pushed, spoil, param, messag
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
     assert result.stdout == ""
+    assert on_origin(pushed) == set()
+
+
+# `python -m sweep` where the module named first cannot be imported, as when its extra is not installed.
+WITHOUT = (sys.executable, "-c", "import runpy, sys; sys.modules[sys.argv.pop(1)] = None; "
+           "runpy.run_module('sweep', run_name='__main__', alter_sys=True)")  # fmt: skip
+
+
+def s3_remote(repo):
+    sh("dvc", "remote", "add", "--force", "-d", "storage", "s3://boundary-lab/sweep", cwd=repo)
+    sh("git", "commit", "-q", "-am", "the team's DVC remote on S3", cwd=repo)
+    sh("git", "push", "-q", "origin", "main", cwd=repo)
+
+
+@pytest.mark.parametrize(
+    ("module", "spoil", "message"),
+    [
+        (
+            "ray",
+            None,
+            'error: the sweep needs Ray, the cluster extra: pip install -c constraints.txt ".[cluster]"',
+        ),
+        (
+            "dvc_s3",
+            s3_remote,
+            "error: DVC remote 'storage' is on S3, which needs dvc-s3, the s3 extra: "
+            'pip install -c constraints.txt ".[s3]"',
+        ),
+    ],
+)
+def test_a_missing_extra_is_one_line_with_its_pip_command(pushed, module, spoil, message):
+    if spoil:
+        spoil(pushed)
+    result = sh(*WITHOUT, module, "-S", EPOCHS, cwd=pushed, check=False)
+    assert (result.returncode, result.stdout, result.stderr) == (1, "", f"{message}\n")
     assert on_origin(pushed) == set()
