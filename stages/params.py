@@ -12,6 +12,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from itertools import pairwise
 from typing import Any, get_args, get_origin
 
+from stages.classifiers import CLASSIFIERS
 from stages.errors import UserError
 from stages.functions import ACTIVATIONS, FEATURES
 
@@ -78,6 +79,8 @@ class DatasetParams:
     split: SplitParams
     model: ModelParams
     train: TrainParams
+    # scikit-learn's classifiers fitted beside the MLP (stages/classifiers.py, the baselines stage)
+    baselines: list[str] = spec(("logistic", "knn", "svm", "forest"), choices=CLASSIFIERS)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ("moons", "spiral")
-STAGES = ("generate", "split", "train", "evaluate", "plot", "animate")
+STAGES = ("generate", "split", "train", "evaluate", "plot", "animate", "baselines")
 
 # Stages run `python -m stages...` and tests run `dvc`: both from this interpreter's environment.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
