@@ -24,7 +24,7 @@ from stages.baselines import probabilities, scores
 from stages.classifiers import CLASSIFIERS
 from stages.datasets import generate, independent_seed, stratified_split
 from stages.files import write_points
-from stages.params import parse_params
+from stages.params import ParamsError, parse_params
 
 # What each default name must build: scikit-learn's defaults, every random state the train seed.
 ORACLES = {
@@ -269,7 +269,7 @@ def test_an_empty_or_repeated_list_is_refused():
     for listed, why in [([], "a non-empty list of"), (["svm", "svm"], "each at most once")]:
         raw = yaml.safe_load(yaml.safe_dump(SMALL))
         raw["datasets"]["moons"]["baselines"] = listed
-        with pytest.raises(Exception, match=r"datasets\.moons\.baselines") as error:
+        with pytest.raises(ParamsError, match=r"datasets\.moons\.baselines") as error:
             parse_params(raw)
         assert why in str(error.value) and "logistic, knn, svm, forest" in str(error.value)
 
