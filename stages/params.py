@@ -4,7 +4,8 @@ Every stage calls `load_params()` once, before doing any work. pydantic checks t
 against the models below: a wrong type, a value out of range or an unknown key (a typo such as
 `epochz`) is a `ParamsError` of one line, naming the full key path, the value and what is allowed
 (read from the same annotations that pydantic checks). The names a key may take come from their
-registries: stages/datasets.py (kinds), stages/functions.py (activations, features).
+registries: stages/datasets.py (kinds), stages/functions.py (activations, features),
+stages/classifiers.py (baselines).
 
 `ModelConfig` is the model's one description: params.yaml's model section with the data's class
 count. models.MLP is built from it, a checkpoint's metadata is it, and its problem (binary or
@@ -20,6 +21,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
+from stages.classifiers import CLASSIFIERS
 from stages.datasets import KINDS
 from stages.errors import UserError
 from stages.functions import ACTIVATIONS, FEATURES
@@ -155,6 +157,9 @@ class DatasetParams(Schema):
     split: SplitParams
     model: ModelParams
     train: TrainParams
+    # scikit-learn's classifiers fitted beside the MLP (the baselines stage). No default: dvc.yaml
+    # gives the stage this key, which DVC then needs in params.yaml.
+    baselines: Annotated[ListOf(OneOf(CLASSIFIERS), min_length=1), AfterValidator(_each_once)]
 
     @property
     def config(self) -> ModelConfig:
@@ -264,7 +269,7 @@ def _message(schema, error, prefix) -> str:
     *parents, last = error["loc"]
     key = _join(prefix, *error["loc"])
     if error["type"] == "extra_forbidden":
-        allowed = ", ".join(_annotation_at(schema, parents).model_fields)
+        allowed = ", ".join(_inner(_annotation_at(schema, parents)).model_fields)
         return f"unknown key {key}; allowed: {allowed}"
     expected = _expected(_annotation_at(schema, error["loc"]))
     if error["type"] == "missing":
@@ -281,39 +286,39 @@ def _annotation_at(schema, loc):
     """The annotation that pydantic checked at `loc`: a field's (its FieldInfo) or an item's."""
     annotation = schema
     for step in loc:
-        annotation = _unwrapped(annotation)
+        annotation = _inner(annotation)
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             annotation = annotation.model_fields[step]
         elif get_origin(annotation) in (dict, list):
             annotation = get_args(annotation)[-1] if step != "[key]" else str
-    return _unwrapped(annotation)
+    return annotation
 
 
-def _unwrapped(annotation):
-    """A field's or an optional's (`X | None`) annotation; the type inside an Annotated without words."""
-    if isinstance(annotation, FieldInfo) and not annotation.description:
+def _inner(annotation):
+    """The type that a field, an optional (`X | None`) or an Annotated holds."""
+    if isinstance(annotation, FieldInfo):
         annotation = annotation.annotation
     if get_origin(annotation) in (Union, UnionType):
         annotation = next(arg for arg in get_args(annotation) if arg is not type(None))
-    if get_origin(annotation) is Annotated and not _described(annotation):
-        annotation = get_args(annotation)[0]
-    return annotation
+    return get_args(annotation)[0] if get_origin(annotation) is Annotated else annotation
 
 
 def _described(annotation) -> str | None:
     """The words of Integer, Number, OneOf or ListOf in an annotation, if it has them."""
     if isinstance(annotation, FieldInfo):
-        return annotation.description
+        return annotation.description or _described(annotation.annotation)
+    if get_origin(annotation) in (Union, UnionType):
+        return _described(next(arg for arg in get_args(annotation) if arg is not type(None)))
     infos = [arg for arg in get_args(annotation)[1:] if isinstance(arg, FieldInfo) and arg.description]
-    return infos[0].description if infos else None
+    return infos[0].description if get_origin(annotation) is Annotated and infos else None
 
 
 def _expected(annotation) -> str:
     """What a key takes, in words: `an integer in [2, 10]`, `one of relu, tanh`, `a mapping of ...`."""
-    annotation = _unwrapped(annotation)
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return "a mapping of " + ", ".join(annotation.model_fields)
-    if get_origin(annotation) is dict:
+    kind = _inner(annotation)
+    if isinstance(kind, type) and issubclass(kind, BaseModel):
+        return "a mapping of " + ", ".join(kind.model_fields)
+    if get_origin(kind) is dict:
         return "a mapping of name to settings"
     return _described(annotation) or "a string"
 

@@ -40,6 +40,14 @@ class Classification:
     def __repr__(self):
         return f"{type(self).__name__}({self.classes})"
 
+    def sklearn_score(self, metrics, metric: Metric, labels, predicted):
+        """The same metric by scikit-learn (`metrics`: sklearn.metrics), of predicted labels; 0 where
+        it is undefined (a class never predicted), as torchmetrics has it."""
+        function = getattr(metrics, metric.sklearn)
+        if metric.average == "micro":  # over every point alike: one number, nothing to average
+            return function(labels, predicted)
+        return function(labels, predicted, average=self.average(metric), zero_division=0)
+
     def scores(self, tm, logits, labels, loss) -> dict:
         """Each metric of METRICS, and the loss after accuracy, as metrics/<name>.json has them."""
         values = {name: self.metric(tm, metric, logits, labels) for name, metric in METRICS.items()}
@@ -66,6 +74,9 @@ class Binary(Classification):
     def metric(self, tm, metric: Metric, logits, labels):
         return getattr(tm, f"binary_{metric.torchmetrics}")(logits[:, 0].sigmoid(), labels)
 
+    def average(self, metric: Metric) -> str:
+        return "binary"  # of the positive class, as torchmetrics' binary_ functions
+
     def roc(self, tm, probabilities, labels):
         return tm.binary_roc(probabilities[:, 1], labels)
 
@@ -89,6 +100,9 @@ class Multiclass(Classification):
 
     def predict(self, xp, logits):
         return logits.argmax(1)
+
+    def average(self, metric: Metric) -> str:
+        return metric.average
 
     def metric(self, tm, metric: Metric, logits, labels):
         function = getattr(tm, f"multiclass_{metric.torchmetrics}")

@@ -26,7 +26,7 @@ from benchmarks.workspace import (  # noqa: F401
 )
 
 DATASETS = ("moons", "spiral")
-STAGES = ("generate", "split", "train", "evaluate", "plot", "animate")
+STAGES = ("generate", "split", "train", "evaluate", "plot", "animate", "baselines")
 
 
 def model_config(hidden=(6, 5), activation="relu", classes=3, features=("x1", "x2")):

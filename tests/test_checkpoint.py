@@ -348,6 +348,7 @@ def dataset_params(classes=3, features=("x1", "x2"), hidden=(6, 5), activation="
         "split": {"test_size": 0.2, "seed": 1},
         "model": {"hidden": list(hidden), "activation": activation, "features": list(features)},
         "train": {"epochs": 1, "lr": 0.1, "seed": 1},
+        "baselines": ["logistic"],
     }
     return parse_params({"datasets": {"m": raw}}).dataset("m")
 

@@ -36,6 +36,7 @@ if "numpy" in sys.modules:
     from threadpoolctl import threadpool_info
     blas = [lib for lib in threadpool_info() if lib["internal_api"] == "openblas"]
     seen["openblas"] = [lib.get("architecture") for lib in blas]
+    seen["openblas_libraries"] = [lib["prefix"] for lib in blas]
 print(json.dumps(seen))
 """
 
@@ -76,7 +77,8 @@ def test_a_machine_reported_as_arm_imports_the_package_without_pins():
 @x86_64_only
 @pytest.mark.e2e
 @pytest.mark.parametrize(
-    ("stage", "torch"), [("generate", False), ("train", True), ("evaluate", True), ("plot", False)]
+    ("stage", "torch"),
+    [("generate", False), ("train", True), ("evaluate", True), ("plot", False), ("baselines", False)],
 )
 def test_pins_are_in_force_inside_each_stage_process(rebuilt, stage, torch, monkeypatch):
     for name, value in CONFLICTING.items():
@@ -89,6 +91,11 @@ def test_pins_are_in_force_inside_each_stage_process(rebuilt, stage, torch, monk
     seen = json.loads(stdout.splitlines()[-1])
     assert {name: seen[name] for name in CPU_PINS} == CPU_PINS
     assert seen["openblas"] and set(seen["openblas"]) == {"Haswell"}  # NumPy's OpenBLAS, in every stage
+    if stage == "baselines":
+        # SciPy's own OpenBLAS too, which scikit-learn loads (lbfgs's BLAS calls). The trees, the k-d
+        # tree and libsvm are compiled loops; their one run-time choice is glibc's exp (libsvm's RBF
+        # kernel, lbfgs's loss), its FMA variant on every CPU the Haswell pin runs on.
+        assert "libscipy_openblas" in seen["openblas_libraries"], seen
     mkl_paths = re.findall(r"^MKL_VERBOSE .* CNR:(\S+)", stdout, flags=re.MULTILINE)
     if torch:
         assert seen["torch"] == "AVX2"
@@ -103,7 +110,7 @@ def test_pins_are_in_force_inside_each_stage_process(rebuilt, stage, torch, monk
 def test_stages_started_with_conflicting_values_write_the_committed_bytes(rebuilt, monkeypatch):
     for name, value in CONFLICTING.items():
         monkeypatch.setenv(name, value)
-    for stage in ("train", "evaluate", "plot"):
+    for stage in ("train", "evaluate", "plot", "baselines"):
         sh("dvc", "repro", "--force", "--single-item", "--no-run-cache", f"{stage}@spiral", cwd=rebuilt)
     written = output_md5s(rebuilt)
     for path, md5 in lock_outs(ROOT).items():

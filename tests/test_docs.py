@@ -50,11 +50,13 @@ def test_the_readmes_python_example_loads_any_revision_and_experiment(rebuilt):
 
 def test_the_registries_listed_in_pipeline_md_are_the_code_s():
     """Each registry's line in docs/pipeline.md names exactly its entries, in order."""
+    from stages.classifiers import CLASSIFIERS  # noqa: PLC0415
     from stages.datasets import KINDS  # noqa: PLC0415
     from stages.functions import ACTIVATIONS, FEATURES  # noqa: PLC0415
     from stages.problems import METRICS  # noqa: PLC0415
 
     registries = {"KINDS": KINDS, "ACTIVATIONS": ACTIVATIONS, "FEATURES": FEATURES, "METRICS": METRICS}
+    registries["CLASSIFIERS"] = CLASSIFIERS
     section = DOCS["docs/pipeline.md"].split("## Registries", 1)[1].split("\n## ", 1)[0]
     listed = dict(re.findall(r"^- .*?`(\w+)`.*?\): (.*)$", section, flags=re.MULTILINE))
     assert listed.keys() == registries.keys()

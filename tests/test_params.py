@@ -27,11 +27,13 @@ datasets:
     split: {test_size: 0.2, seed: 42}
     model: {hidden: [16, 16], activation: relu}
     train: {epochs: 1000, lr: 0.01, seed: 42}
+    baselines: [logistic, knn, svm, forest]
   spiral:
     data: {kind: spiral, n_samples: 1500, classes: 3, noise: 0.2, seed: 42}
     split: {test_size: 0.2, seed: 42}
     model: {hidden: [64, 64], activation: relu}
     train: {epochs: 1000, lr: 0.01, seed: 42}
+    baselines: [logistic, knn, svm, forest]
 generalization: {n_samples: 100000}
 plot: {resolution: 200, max_points: 2000, dpi: 100}
 """
@@ -77,6 +79,9 @@ def test_committed_params_load_and_equal_the_yaml(committed, monkeypatch):
     for name, sections in committed["datasets"].items():
         dataset = loaded.dataset(name)
         for section, values in sections.items():
+            if not isinstance(values, dict):  # a list: baselines
+                assert getattr(dataset, section) == values
+                continue
             for key, value in values.items():
                 got = getattr(getattr(dataset, section), key)
                 if isinstance(got, float):  # an int (lr: 1) or a YAML 1.1 string (lr: 1e-3) becomes a float
@@ -227,6 +232,7 @@ BAD = [
     ("typo section", (*M, "modle"), {}, "unknown key", "allowed: data, split, model, train"),
     ("top-level key", ("plots",), {}, "unknown key plots", "allowed: datasets, generalization, plot"),
     ("missing lr", (*M, "train", "lr"), DELETE, "missing key datasets.moons.train.lr"),
+    ("missing baselines", (*M, "baselines"), DELETE, "missing key datasets.moons.baselines: must be a non"),
     ("missing split", (*M, "split"), DELETE, "missing key datasets.moons.split"),
     ("missing datasets", ("datasets",), DELETE, "missing key datasets"),
     ("section not map", (*M, "train"), [1], "datasets.moons.train must be a mapping", "[1]"),

@@ -110,7 +110,9 @@ def test_training_change_reruns_that_models_stages_only(rebuilt):
 
 def test_plot_change_reruns_plots_only(rebuilt):
     edit_params(rebuilt, lambda p: p["plot"].update(resolution=120))
-    assert ran(sh("dvc", "repro", cwd=rebuilt)) == {f"plot@{name}" for name in DATASETS}
+    assert ran(sh("dvc", "repro", cwd=rebuilt)) == {
+        f"{stage}@{name}" for stage in ("plot", "baselines") for name in DATASETS
+    }
 
 
 def test_frame_grid_change_reruns_the_animations_only(rebuilt):
@@ -171,6 +173,7 @@ def test_new_dataset_is_one_params_entry(rebuilt):
             "split": {"test_size": 0.2, "seed": 1},
             "model": {"hidden": [8], "activation": "tanh", "features": ["x1", "x2", "x1*x2"]},
             "train": {"epochs": 50, "lr": 0.05, "seed": 1, "l1": 0.001},
+            "baselines": ["logistic", "forest"],
         }
 
     edit_params(rebuilt, add_blobs)
@@ -178,7 +181,7 @@ def test_new_dataset_is_one_params_entry(rebuilt):
     metrics = json.loads((rebuilt / "metrics" / "blobs.json").read_text())
     assert metrics["test"]["accuracy"] > 0.8
 
-    # Its charts too, with dvc.yaml untouched: every dataset's eight, each drawn once.
+    # Its charts too, with dvc.yaml untouched: every dataset's nine, each drawn once.
     shown = json.loads(sh("dvc", "plots", "show", "--json", cwd=rebuilt).stdout)["data"]
     assert {path: len(charts) for path, charts in shown.items()} == {
         path: 1 for name in (*DATASETS, "blobs") for path in chart_files(name)
@@ -201,6 +204,7 @@ def chart_files(name):
         f"plots/{name}/boundary_test.png",
         f"plots/{name}/neurons.png",
         f"plots/{name}/boundary_training.png",
+        f"plots/{name}/baselines.png",
     ]
 
 
@@ -223,6 +227,8 @@ print(" ".join(sorted(set(sys.modules) & set(HEAVY))))
         ("evaluate", "moons", {"torch", "torchmetrics", "scipy", "matplotlib"}),  # torchmetrics' own
         ("plot", "moons", {"matplotlib"}),  # the model runs in NumPy (stages/checkpoint.py)
         ("animate", "moons", {"matplotlib"}),
+        # scikit-learn's own imports: scipy, and pandas where it is installed; no torch
+        ("baselines", "moons", {"sklearn", "scipy", "pandas", "matplotlib"}),
     ],
 )
 def test_stage_imports_only_what_it_uses(rebuilt, stage, name, allowed):

@@ -383,10 +383,11 @@ def test_plots_show_renders_offline(rebuilt, tmp_path, record_property):
         print(f"screenshot copy (256 colours): {copy}")
     assert all(revisions == {"workspace"} for revisions in charts.values())
     assert_page(state, page, charts, images)
-    # Each dataset's animation of training and neuron maps, once each, loaded by the browser: the
-    # animation as the APNG the stage wrote (DVC copies an image plot's bytes), every frame in it.
+    # Each dataset's animation of training, neuron maps and baselines, once each, loaded by the
+    # browser: the animation as the APNG the stage wrote (DVC copies an image plot's bytes), every
+    # frame in it.
     for name in DATASETS:
-        for image, frames in (("boundary_training", 40), ("neurons", 1)):
+        for image, frames in (("boundary_training", 40), ("neurons", 1), ("baselines", 1)):
             shown = [i for i in state["images"] if i["div"] == html_id(f"plots/{name}/{image}.png")]
             assert len(shown) == 1, (name, image, shown)
             with Image.open(page.parent / shown[0]["src"]) as file:

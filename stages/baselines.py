@@ -1,0 +1,162 @@
+"""Stage baselines: scikit-learn's classic classifiers on the MLP's own split, scored and drawn as the
+MLP is, so that its numbers stand beside a linear model's, a nearest neighbour's, an SVM's...
+
+Fits each classifier that datasets.<name>.baselines names (stages/classifiers.py) on train.csv's raw
+x1, x2, with scikit-learn's defaults and every random state from the dataset's train seed. Writes
+metrics/baselines/<name>.json: for each classifier, a section laid out and rounded as the MLP's
+metrics/<name>.json (train and test accuracy, precision, recall, f1, binary for two classes and
+macro-averaged above; the accuracy on fresh.csv with its standard error, less the loss); and
+plots/<name>/baselines.png: a panel per classifier, each drawn as the plot stage draws
+boundary_test.png (stages/drawing.py: the same plane, size, points and colours). The metrics are
+scikit-learn's, not torchmetrics': this stage imports no torch.
+"""
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+from sklearn import metrics
+
+from stages.classifiers import CLASSIFIERS
+from stages.drawing import BoundaryFigure, Plane, plt, shown_points
+from stages.errors import UserError, run
+from stages.files import data_path, plots_dir, read_points, write_bytes, write_json
+from stages.functions import sigmoid, softmax
+from stages.params import load_params
+from stages.problems import METRICS
+
+
+def scores(labels, predicted, problem):
+    """Each metric of stages/problems.py's METRICS, by scikit-learn, averaged as the evaluate stage's."""
+    values = {
+        name: problem.sklearn_score(metrics, metric, labels, predicted) for name, metric in METRICS.items()
+    }
+    return {name: round(float(value), 6) for name, value in values.items()}
+
+
+def generalization(labels, predicted):
+    accuracy = float(metrics.accuracy_score(labels, predicted))
+    return {
+        "accuracy": round(accuracy, 6),
+        "stderr": round(math.sqrt(accuracy * (1.0 - accuracy) / len(labels)), 6),
+        "n_samples": len(labels),
+    }
+
+
+def metrics_path(name: str) -> Path:
+    """metrics/baselines/<name>.json: beside metrics/<name>.json in `dvc exp show` and `dvc metrics
+    diff`, a column per classifier and metric. In a folder of its own, it is never a dataset's own
+    metrics file, whatever the dataset's name, nor among the metrics/*.json that sweep.py tabulates
+    as the MLP's."""
+    return Path("metrics") / "baselines" / f"{name}.json"
+
+
+def fitted(key, name, splits, seed):
+    """The classifier `key` fitted on the training set, and its predicted class of every point of each
+    split; or one line saying why it cannot be."""
+    points, labels = splits["train"]
+    try:
+        estimator = CLASSIFIERS[key].build(seed).fit(points, labels)
+        return estimator, {split: estimator.predict(each) for split, (each, _) in splits.items()}
+    except ValueError as error:  # a single class, too few points (k-nearest finds out as it predicts)
+        why = " ".join(str(error).split())
+        raise UserError(
+            f"datasets.{name}.baselines: {key} cannot be fitted on {data_path(name, 'train')} "
+            f"({len(labels)} points): {why}"
+        ) from None
+
+
+def probabilities(estimator, points, classes):
+    """(n, classes) class probabilities of the fitted estimator at the points and, where it has none,
+    what stands in for them, said in a line for the panel: its decision function through a sigmoid
+    or a softmax where that picks its predictions, else its predicted class."""
+    field = np.zeros((len(points), classes))
+    columns = estimator.classes_  # a class missing from the training set has no column
+    if hasattr(estimator, "predict_proba"):
+        field[:, columns] = estimator.predict_proba(points)
+        return field, None
+    predicted = estimator.predict(points)
+    if hasattr(estimator, "decision_function"):
+        decision = estimator.decision_function(points)
+        if decision.ndim == 1:  # two classes: the second's score
+            positive = sigmoid(np, decision)
+            field[:, columns] = np.column_stack([1.0 - positive, positive])
+            how = "sigmoid"
+        else:
+            field[:, columns] = softmax(np, decision)
+            how = "softmax"
+        # SVC's multi-class decision function ranks the classes one against the rest, but it predicts
+        # by one-against-one votes: where the votes tie, the two disagree, and the line would lie.
+        if np.array_equal(field.argmax(axis=1), predicted):
+            return field, f"shading: {how} of its decision function (no probabilities)"
+        field[:] = 0.0
+    field[np.arange(len(points)), predicted] = 1.0
+    return field, "shading: its predicted class (no probabilities)"
+
+
+def main(name):
+    params = load_params()
+    dataset, plot = params.dataset(name), params.plot
+    problem = dataset.config.problem
+    classes = problem.classes
+    splits = {split: read_points(data_path(name, split), classes) for split in ("train", "test", "fresh")}
+    (train_points, train_labels), (test_points, test_labels) = splits["train"], splits["test"]
+    # What the plot stage draws boundary_test.png on: the plane around the train and test points, and
+    # the test points it shows (its sample is drawn after the train set's, from the same generator).
+    plane = Plane(np.concatenate([train_points, test_points]), plot.resolution)
+    sample = np.random.default_rng(0)
+    shown_points(len(train_labels), plot.max_points, sample)
+    shown = shown_points(len(test_labels), plot.max_points, sample)
+    count = f"{len(shown)} of {len(test_labels)}" if len(shown) < len(test_labels) else f"{len(test_labels)}"
+
+    fits = {key: fitted(key, name, splits, dataset.train.seed) for key in dataset.baselines}
+
+    results, panels = {}, []
+    figure = BoundaryFigure(plane, problem, plot.dpi)
+    box = dict(boxstyle="round", facecolor="white", alpha=0.85)
+    note = figure.axes.text(0.02, 0.02, "", transform=figure.axes.transAxes, fontsize=8, bbox=box)
+    for key, (estimator, predicted) in fits.items():
+        results[key] = {
+            split: scores(splits[split][1], predicted[split], problem) for split in ("train", "test")
+        }
+        results[key]["generalization"] = generalization(splits["fresh"][1], predicted["fresh"])
+
+        field, shaded_by = probabilities(estimator, plane.points, classes)
+        title = f"{name}: {CLASSIFIERS[key].estimator}, test set ({count} points)"
+        caption = f"accuracy {(predicted['test'] == test_labels).mean():.1%}"
+        figure.draw(
+            field.reshape(*plane.x.shape, classes),
+            test_points[shown],
+            test_labels[shown],
+            predicted["test"][shown],
+            title,
+            caption,
+        )
+        note.set_text(shaded_by or "")
+        note.set_visible(shaded_by is not None)
+        figure.figure.canvas.draw()
+        panels.append(np.asarray(figure.figure.canvas.buffer_rgba())[..., :3].copy())
+    figure.close()
+
+    write_json(metrics_path(name), results)
+    write_bytes(plots_dir(name) / "baselines.png", tiled(panels, plot.dpi))
+
+
+def tiled(panels, dpi: int) -> bytes:
+    """Panels (h, w, 3) of one size as one PNG, in rows of ceil(sqrt(count)) from the top left, on
+    white: four make a square."""
+    across = math.ceil(math.sqrt(len(panels)))
+    down = math.ceil(len(panels) / across)
+    height, width, _ = panels[0].shape
+    image = np.full((down * height, across * width, 3), 255, dtype=np.uint8)
+    for i, panel in enumerate(panels):
+        row, column = divmod(i, across)
+        image[row * height : (row + 1) * height, column * width : (column + 1) * width] = panel
+    buffer = io.BytesIO()
+    plt.imsave(buffer, image, format="png", dpi=dpi, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+if __name__ == "__main__":
+    run(main)
