@@ -11,8 +11,11 @@ boundary_test.png (stages/drawing.py: the same plane, size, points and colours).
 scikit-learn's, not torchmetrics': this stage imports no torch.
 """
 
+import functools
 import io
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -52,31 +55,35 @@ def metrics_path(name: str) -> Path:
     return Path("metrics") / "baselines" / f"{name}.json"
 
 
-def fitted(key, name, splits, seed):
-    """The classifier `key` fitted on the training set, and its predicted class of every point of each
-    split; or one line saying why it cannot be."""
+def fitted(key, name, splits, grid, seed, classes):
+    """The classifier `key` fitted on the training set: its predicted class of every point of each
+    split, and its shading of the grid with the line that says what it is; or one line saying why it
+    cannot be fitted."""
     points, labels = splits["train"]
     try:
         estimator = CLASSIFIERS[key].build(seed).fit(points, labels)
-        return estimator, {split: estimator.predict(each) for split, (each, _) in splits.items()}
+        # One call for every point: a forest dispatches each of its trees once per call.
+        predicted = estimator.predict(np.concatenate([each for each, _ in splits.values()] + [grid]))
     except ValueError as error:  # a single class, too few points (k-nearest finds out as it predicts)
         why = " ".join(str(error).split())
         raise UserError(
             f"datasets.{name}.baselines: {key} cannot be fitted on {data_path(name, 'train')} "
             f"({len(labels)} points): {why}"
         ) from None
+    ends = np.cumsum([len(each) for each, _ in splits.values()])
+    predicted = dict(zip([*splits, "grid"], np.split(predicted, ends), strict=True))
+    return predicted, *probabilities(estimator, grid, predicted.pop("grid"), classes)
 
 
-def probabilities(estimator, points, classes):
+def probabilities(estimator, points, predicted, classes):
     """(n, classes) class probabilities of the fitted estimator at the points and, where it has none,
     what stands in for them, said in a line for the panel: its decision function through a sigmoid
-    or a softmax where that picks its predictions, else its predicted class."""
+    or a softmax where that picks its `predicted` classes there, else those classes."""
     field = np.zeros((len(points), classes))
     columns = estimator.classes_  # a class missing from the training set has no column
     if hasattr(estimator, "predict_proba"):
         field[:, columns] = estimator.predict_proba(points)
         return field, None
-    predicted = estimator.predict(points)
     if hasattr(estimator, "decision_function"):
         decision = estimator.decision_function(points)
         if decision.ndim == 1:  # two classes: the second's score
@@ -110,19 +117,24 @@ def main(name):
     shown = shown_points(len(test_labels), plot.max_points, sample)
     count = f"{len(shown)} of {len(test_labels)}" if len(shown) < len(test_labels) else f"{len(test_labels)}"
 
-    fits = {key: fitted(key, name, splits, dataset.train.seed) for key in dataset.baselines}
+    # A thread per core: scikit-learn's compiled fits and predictions release the GIL, and each
+    # classifier's results are its own, whatever ran beside it (docs/benchmarks.md has the figures).
+    with ThreadPoolExecutor(os.cpu_count()) as pool:
+        fit = functools.partial(
+            fitted, name=name, splits=splits, grid=plane.points, seed=dataset.train.seed, classes=classes
+        )
+        fits = dict(zip(dataset.baselines, pool.map(fit, dataset.baselines), strict=True))
 
     results, panels = {}, []
     figure = BoundaryFigure(plane, problem, plot.dpi)
     box = dict(boxstyle="round", facecolor="white", alpha=0.85)
     note = figure.axes.text(0.02, 0.02, "", transform=figure.axes.transAxes, fontsize=8, bbox=box)
-    for key, (estimator, predicted) in fits.items():
+    for key, (predicted, field, shaded_by) in fits.items():
         results[key] = {
             split: scores(splits[split][1], predicted[split], problem) for split in ("train", "test")
         }
         results[key]["generalization"] = generalization(splits["fresh"][1], predicted["fresh"])
 
-        field, shaded_by = probabilities(estimator, plane.points, classes)
         title = f"{name}: {CLASSIFIERS[key].estimator}, test set ({count} points)"
         caption = f"accuracy {(predicted['test'] == test_labels).mean():.1%}"
         figure.draw(
@@ -136,6 +148,7 @@ def main(name):
         note.set_text(shaded_by or "")
         note.set_visible(shaded_by is not None)
         figure.figure.canvas.draw()
+        figure.figure.set_layout_engine("none")  # laid out once: the panels differ only inside the axes
         panels.append(np.asarray(figure.figure.canvas.buffer_rgba())[..., :3].copy())
     figure.close()
 

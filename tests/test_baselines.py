@@ -196,7 +196,7 @@ def test_the_shading_is_a_probability_whose_largest_is_the_prediction(classes):
     grid = np.random.default_rng(0).uniform(-1.2, 1.2, size=(2000, 2))
     for key, build in ORACLES.items():
         estimator = build(1).fit(points, labels)
-        field, note = probabilities(estimator, grid, classes)
+        field, note = probabilities(estimator, grid, estimator.predict(grid), classes)
         assert field.shape == (len(grid), classes)
         assert np.allclose(field.sum(axis=1), 1.0) and (field >= 0).all()
         # The boundary drawn is where the prediction changes (the crosses are the predictions'):
@@ -219,7 +219,7 @@ def test_shading_with_neither_probabilities_nor_a_decision_function_is_the_predi
             return (points[:, 0] > 0).astype(np.int64) * 2
 
     points = np.array([[-1.0, 0.0], [1.0, 0.0]])
-    field, note = probabilities(Majority(), points, 3)
+    field, note = probabilities(Majority(), points, Majority().predict(points), 3)
     assert np.array_equal(field, [[1, 0, 0], [0, 0, 1]])
     assert note == "shading: its predicted class (no probabilities)"
 
@@ -227,7 +227,7 @@ def test_shading_with_neither_probabilities_nor_a_decision_function_is_the_predi
 def test_a_class_missing_from_the_training_set_has_no_shade():
     points = np.array([[0.0, 0.0], [1.0, 1.0], [0.1, 0.0], [0.9, 1.0]])
     estimator = LogisticRegression().fit(points, np.array([0, 2, 0, 2]))
-    field, _ = probabilities(estimator, points, 3)
+    field, _ = probabilities(estimator, points, estimator.predict(points), 3)
     assert np.array_equal(field[:, 1], np.zeros(4))
     assert np.array_equal(field[:, [0, 2]], estimator.predict_proba(points))
 
