@@ -27,7 +27,7 @@ from stages.errors import UserError, run
 from stages.files import data_path, plots_dir, read_points, write_bytes, write_json
 from stages.functions import sigmoid, softmax
 from stages.params import load_params
-from stages.problems import METRICS
+from stages.problems import METRICS, generalization
 
 
 def scores(labels, predicted, problem):
@@ -36,15 +36,6 @@ def scores(labels, predicted, problem):
         name: problem.sklearn_score(metrics, metric, labels, predicted) for name, metric in METRICS.items()
     }
     return {name: round(float(value), 6) for name, value in values.items()}
-
-
-def generalization(labels, predicted):
-    accuracy = float(metrics.accuracy_score(labels, predicted))
-    return {
-        "accuracy": round(accuracy, 6),
-        "stderr": round(math.sqrt(accuracy * (1.0 - accuracy) / len(labels)), 6),
-        "n_samples": len(labels),
-    }
 
 
 def metrics_path(name: str) -> Path:
@@ -133,7 +124,9 @@ def main(name):
         results[key] = {
             split: scores(splits[split][1], predicted[split], problem) for split in ("train", "test")
         }
-        results[key]["generalization"] = generalization(splits["fresh"][1], predicted["fresh"])
+        results[key]["generalization"] = generalization(
+            float(metrics.accuracy_score(splits["fresh"][1], predicted["fresh"])), len(splits["fresh"][1])
+        )
 
         title = f"{name}: {CLASSIFIERS[key].estimator}, test set ({count} points)"
         caption = f"accuracy {(predicted['test'] == test_labels).mean():.1%}"

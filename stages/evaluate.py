@@ -7,8 +7,6 @@ plots/<name>/roc.csv: the test set's ROC curve (false and true positive rates; o
 micro-averaged, for more than two classes).
 """
 
-import math
-
 import torch
 from torchmetrics.functional import classification as tm
 
@@ -16,7 +14,7 @@ from stages.errors import run
 from stages.files import data_path, metrics_path, model_path, plots_dir, read_points, write_json, write_table
 from stages.models import configure_torch, load_checkpoint, logits_of
 from stages.params import load_params
-from stages.problems import METRICS
+from stages.problems import METRICS, generalization
 
 
 def main(name):
@@ -35,11 +33,7 @@ def main(name):
 
     fresh_logits, fresh_labels = logits["fresh"]
     fresh_accuracy = float(problem.metric(tm, METRICS["accuracy"], fresh_logits, fresh_labels))
-    results["generalization"] = {
-        "accuracy": round(fresh_accuracy, 6),
-        "stderr": round(math.sqrt(fresh_accuracy * (1.0 - fresh_accuracy) / len(fresh_labels)), 6),
-        "n_samples": len(fresh_labels),
-    }
+    results["generalization"] = generalization(fresh_accuracy, len(fresh_labels))
     write_json(metrics_path(name), results)
 
     test_logits, test_labels = logits["test"]

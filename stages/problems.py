@@ -9,6 +9,7 @@ NumPy or torch; `tm`, torchmetrics.functional.classification), so the plot stage
 objects without importing torch.
 """
 
+import math
 from typing import NamedTuple
 
 from stages.functions import sigmoid, softmax
@@ -27,6 +28,16 @@ METRICS = {
     "recall": Metric("recall", "recall_score", "macro"),
     "f1": Metric("f1_score", "f1_score", "macro"),
 }
+
+
+def generalization(accuracy: float, n_samples: int) -> dict:
+    """The generalization section of a metrics file: the accuracy on the fresh sample, with its
+    standard error (a binomial proportion's) and the sample's size."""
+    return {
+        "accuracy": round(accuracy, 6),
+        "stderr": round(math.sqrt(accuracy * (1.0 - accuracy) / n_samples), 6),
+        "n_samples": n_samples,
+    }
 
 
 class Classification:
