@@ -31,10 +31,11 @@ def run(main):
 def dataset_name() -> str | None:
     """The dataset the command line names, if it follows the name rule; None if it names none.
 
-    DVC runs a stage's `cmd` in a shell, ${key} substituted unquoted: a name with a space arrives in
-    pieces, one with $, * or quotes changed, one with ; cut short. So a bad name in params.yaml is
-    refused as written there (load_params checks every name) whatever the shell made of it, and only
-    then is a bad name typed on the command line refused as given.
+    DVC runs a stage's `cmd` in a shell, ${key} substituted as written: inside dvc.yaml's double
+    quotes a name arrives whole, but one with $, \ or " changed, and typed by hand unquoted, one
+    with a space arrives in pieces. So a bad name in params.yaml is refused as written there
+    (load_params checks every name) whatever the shell made of it, and only then is a bad name typed
+    on the command line refused as given.
     """
     from stages.params import DATASET_NAME, check_dataset_name, load_params  # noqa: PLC0415 - it imports us
 
