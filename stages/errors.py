@@ -32,7 +32,7 @@ def dataset_name() -> str | None:
     """The dataset the command line names, if it follows the name rule; None if it names none.
 
     DVC runs a stage's `cmd` in a shell, ${key} substituted as written: inside dvc.yaml's double
-    quotes a name arrives whole, but one with $, \ or " changed, and typed by hand unquoted, one
+    quotes a name arrives whole, but one with $, a backslash or " changed, and typed by hand unquoted, one
     with a space arrives in pieces. So a bad name in params.yaml is refused as written there
     (load_params checks every name) whatever the shell made of it, and only then is a bad name typed
     on the command line refused as given.

@@ -189,8 +189,11 @@ def served(module: str, args: list[str]):
             path=sys.path,
             umask=current_umask(),
         )
-        # From here on, a signal is the stage's: the child receives it.
-        previous = {signum: signal.signal(signum, relay) for signum in RELAYED}
+        # From here on, a signal is the stage's: the child receives it. One this process ignores (as a
+        # background job ignores Ctrl-C), the child ignores too, as a process of its own would.
+        ignored = [signum for signum in RELAYED if signal.getsignal(signum) == signal.SIG_IGN]
+        request["ignored"] = ignored
+        previous = {signum: signal.signal(signum, relay) for signum in RELAYED if signum not in ignored}
         try:
             send(sock, request, fds=(0, 1, 2))
             reply, _ = receive(sock)
@@ -201,7 +204,7 @@ def served(module: str, args: list[str]):
                 signal.signal(signum, handler)
             return None
         reply, _ = receive(sock)
-        for signum in RELAYED:
+        for signum in previous:
             signal.signal(signum, signal.SIG_IGN)  # the child has ended: nothing left to relay
     if reply is None:
         sys.exit(f"error: the stage worker's process for {module} {' '.join(args)} ended unexpectedly")
@@ -443,6 +446,8 @@ def run_child(request: dict, fds: list[int]):
         for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD):
             signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        for signum in request["ignored"]:
+            signal.signal(signum, signal.SIG_IGN)
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
             os.close(fd)

@@ -289,9 +289,15 @@ def test_another_environment_is_served_by_another_worker(stages_copy):
 # ----------------------------------------------------------------------------- signals and deaths
 
 
+# A command as a terminal's foreground job runs it: SIGINT at its default, even where this test
+# started with it ignored (as a background job does).
+FOREGROUND = (sys.executable, "-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+              "os.execvp(sys.argv[1], sys.argv[1:])")  # fmt: skip
+
+
 def start_sleeping(cwd, seconds="60"):
     process = subprocess.Popen(
-        [sys.executable, "-m", "stages", "probe", "sleep", seconds],
+        [*FOREGROUND, sys.executable, "-m", "stages", "probe", "sleep", seconds],
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -327,6 +333,19 @@ def test_a_signal_to_the_client_reaches_the_stage(stages_copy, signum):
     assert process.returncode == -signum
 
 
+def test_an_ignored_signal_stays_ignored(stages_copy):
+    """A background job starts with SIGINT ignored: its stage ignores Ctrl-C, as its own process would."""
+    warm(stages_copy)
+    ignoring = (sys.executable, "-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                "os.execvp(sys.argv[1], sys.argv[1:])")  # fmt: skip
+    command = [*ignoring, sys.executable, "-m", "stages", "probe", "sleep", "1"]
+    process = subprocess.Popen(command, cwd=stages_copy, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    int(process.stdout.readline())
+    os.killpg(process.pid, signal.SIGINT)
+    assert json.loads(process.communicate(timeout=30)[0])["argv"] == ["sleep", "1"]
+    assert process.returncode == 0
+
+
 def test_a_killed_client_takes_its_stage_with_it(stages_copy):
     warm(stages_copy)
     process, stage = start_sleeping(stages_copy)
@@ -342,13 +361,12 @@ def test_ctrl_c_during_dvc_repro_stops_the_stage_and_writes_nothing(rebuilt):
     edit_params(rebuilt, lambda p: p["datasets"]["moons"]["train"].update(epochs=100_000))
     before = output_md5s(rebuilt)
     dvc = subprocess.Popen(
-        ["dvc", "repro", "train@moons"],
+        [*FOREGROUND, "dvc", "repro", "train@moons"],
         cwd=rebuilt,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     output = ""
     while "epoch" not in output:  # training is under way
