@@ -339,7 +339,9 @@ def test_an_ignored_signal_stays_ignored(stages_copy):
     ignoring = (sys.executable, "-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
                 "os.execvp(sys.argv[1], sys.argv[1:])")  # fmt: skip
     command = [*ignoring, sys.executable, "-m", "stages", "probe", "sleep", "1"]
-    process = subprocess.Popen(command, cwd=stages_copy, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        command, cwd=stages_copy, stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
     int(process.stdout.readline())
     os.killpg(process.pid, signal.SIGINT)
     assert json.loads(process.communicate(timeout=30)[0])["argv"] == ["sleep", "1"]
