@@ -21,7 +21,6 @@ thread. It imports only the standard library here: the client pays for nothing i
 
 import ast
 import contextlib
-import fcntl
 import hashlib
 import importlib
 import json
@@ -38,6 +37,11 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no worker (see `served`)
+    fcntl = None
 
 SWITCH = "BOUNDARY_LAB_WORKER"  # "off": every stage in its own process
 IDLE = "BOUNDARY_LAB_WORKER_IDLE"  # seconds without a stage before the worker exits
@@ -168,6 +172,9 @@ def run_stage(stage: str, args: list[str]):
 def served(module: str, args: list[str]):
     """The wait status of `module` run by the worker; None if no worker served it (none listens, so
     one is started in the background, or it went away before starting the stage)."""
+    # Linux's: the peer's credentials, a process's end as a file descriptor, file locks, Unix sockets.
+    if not (hasattr(socket, "SO_PEERCRED") and hasattr(os, "pidfd_open") and fcntl and hasattr(os, "fork")):
+        raise Unavailable("it needs Linux")
     directory = worker_directory()
     path = socket_path(directory, environment_key())
     sock = connect(path)
