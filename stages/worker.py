@@ -72,7 +72,8 @@ def environment_key(environ=os.environ) -> str:
     CPU pins among them, which `import stages` has set). The project's folder (sys.path[0]) is left
     out: the child imports its modules afresh."""
     digest = hashlib.sha256()
-    for part in (sys.executable, sys.version, repr(sys.flags)):
+    # The interpreter itself, whatever link started it (a venv's python and python3), and its venv.
+    for part in (os.path.realpath(sys.executable), sys.prefix, sys.version, repr(sys.flags)):
         digest.update(part.encode() + b"\0")
     for name in sorted(filter(LOAD_TIME.fullmatch, environ)):
         digest.update(f"{name}={environ[name]}\0".encode())

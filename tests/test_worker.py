@@ -8,6 +8,7 @@ what its process looks like (pid, parent, working directory, arguments, environm
 import json
 import os
 import pty
+import re
 import select
 import shutil
 import signal
@@ -18,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, assert_one_line, edit_params, output_md5s, ran, sh
+from conftest import ROOT, assert_one_line, edit_params, experiments, output_md5s, ran, sh
 
 from stages import worker
 
@@ -80,7 +81,7 @@ def worker_pid(cwd, env=None) -> int | None:
 
 def warm(cwd, env=None) -> int:
     """This environment's worker's pid, started (by a first run) and ready."""
-    if worker_pid(cwd, env) is None:
+    if worker_pid(cwd, env) is None and (Path(cwd) / "stages" / "probe.py").exists():
         probe(cwd, env=env)
     deadline = time.monotonic() + 60
     while (pid := worker_pid(cwd, env)) is None:
@@ -265,14 +266,15 @@ KEY = "import stages.worker as w; print(w.environment_key())"
 
 def test_the_interpreter_and_the_cpu_pins_are_in_the_key(tmp_path):
     folder = copy_stages(tmp_path / "project")
-    before = sh(sys.executable, "-c", KEY, cwd=folder).stdout
-    assert sh(sys.executable, "-c", KEY, cwd=folder).stdout == before
-    other = tmp_path / "python"
-    other.symlink_to(sys.executable)
-    assert sh(other, "-c", KEY, cwd=folder, env=environ(PYTHONPATH=str(folder))).stdout != before
+    env = environ(PYTHONPATH=str(folder))
+    before = sh(sys.executable, "-c", KEY, cwd=folder, env=env).stdout
+    assert sh(Path(sys.executable).with_name("python"), "-c", KEY, cwd=folder, env=env).stdout == before
+    other = tmp_path / "python"  # the same binary, outside the venv: another interpreter, no packages
+    other.symlink_to(os.path.realpath(sys.executable))
+    assert sh(other, "-c", KEY, cwd=folder, env=env).stdout != before
     pins = folder / "stages" / "__init__.py"
     pins.write_text(pins.read_text().replace('"MKL_CBWR": "COMPATIBLE"', '"MKL_CBWR": "AUTO"'))
-    assert sh(sys.executable, "-c", KEY, cwd=folder).stdout != before
+    assert sh(sys.executable, "-c", KEY, cwd=folder, env=env).stdout != before
 
 
 def test_another_environment_is_served_by_another_worker(stages_copy):
@@ -563,3 +565,29 @@ def test_socket_messages_carry_file_descriptors(tmp_path):
         os.write(fds[0], b"through")
         os.close(fds[0])
     assert (tmp_path / "f").read_text() == "through"
+
+
+@pytest.mark.e2e
+def test_a_queue_of_two_serves_both_experiments_at_once(rebuilt):
+    """`dvc queue start -j 2`: two experiments' stages served side by side, each with its own params
+    and folder, each writing what the same training writes alone in a process of its own."""
+    warm(rebuilt)
+    for lr in ("0.02", "0.03"):
+        name = f"lr-{lr.replace('.', '')}"
+        sh("dvc", "exp", "run", "--queue", "-S", f"datasets.moons.train.lr={lr}", "-n", name, cwd=rebuilt)
+    sh("dvc", "queue", "start", "-j", "2", cwd=rebuilt)
+    try:
+        deadline = time.monotonic() + 300
+        while re.search(r"\b(Queued|Running)\b", sh("dvc", "queue", "status", cwd=rebuilt).stdout):
+            assert time.monotonic() < deadline, "the queue did not finish in 300 s"
+            time.sleep(1)
+    finally:
+        sh("dvc", "queue", "stop", cwd=rebuilt)
+    queued = experiments(rebuilt)
+    assert {"lr-002", "lr-003"} <= set(queued)
+    assert queued["lr-002"]["metrics"] != queued["lr-003"]["metrics"]
+    sh("dvc", "exp", "apply", "lr-003", cwd=rebuilt)  # its params and outputs in the workspace
+    model = rebuilt / "models" / "moons.safetensors"
+    queued_model = model.read_bytes()
+    sh(sys.executable, "-m", "stages.train", "moons", cwd=rebuilt, env=environ(BOUNDARY_LAB_WORKER="off"))
+    assert model.read_bytes() == queued_model  # trained alone, in its own process: the same bytes
