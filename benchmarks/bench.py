@@ -34,11 +34,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import workspace
 import yaml
-from workspace import ROOT, CommandFailed, copy_project, edit_params, sh, share
+from workspace import HEAVY, ROOT, CommandFailed, copy_project, edit_params, sh, share
 
 PY = sys.executable
-HEAVY = ("torch", "torchmetrics", "sklearn", "matplotlib", "pandas", "scipy")
 SCALE = (1_000, 100_000, 1_000_000)
 SCALE_TRAIN = dict(epochs=3, batch_size=1024)  # a few mini-batch epochs keep 1e6 points to minutes
 MODULES = f"import sys; print('HEAVY', ','.join(m for m in {HEAVY} if m in sys.modules))"
@@ -59,11 +59,11 @@ class Run:
     @property
     def ran(self):
         """How many stages a `dvc` command ran, and restored from the run-cache."""
-        return self.output.count("Running stage '")
+        return len(workspace.ran(self.output))
 
     @property
     def restored(self):
-        return self.output.count("is cached - skipping run")
+        return len(workspace.restored(self.output))
 
 
 def timed(*cmd, cwd=None, env=None) -> Run:

@@ -10,11 +10,21 @@ import logging
 import uuid
 
 import pytest
-from conftest import edit_params, experiments, lock_outs, output_md5s, publish, ran, restored, sh, share
+from conftest import (
+    MOONS_MODEL_STAGES,
+    edit_params,
+    experiments,
+    lock_outs,
+    output_md5s,
+    publish,
+    ran,
+    restored,
+    sh,
+    share,
+)
 
 pytestmark = pytest.mark.e2e
 
-MOONS_MODEL_STAGES = {"train@moons", "evaluate@moons", "plot@moons", "animate@moons"}
 QUICK_MOONS = {"lr": 0.02, "epochs": 100}  # a second params set for moons, fast to train
 DUMMY_AWS = {
     "AWS_ACCESS_KEY_ID": "testing",
