@@ -136,7 +136,6 @@ def test_an_experiment_pushed_by_one_is_shown_and_applied_by_the_other(team, tmp
     theirs = experiments(second)
     assert theirs == experiments(first)
     assert theirs["quick"]["params"]["datasets"]["moons"]["train"] == {"epochs": 100, "lr": 0.05, "seed": 42}
-    assert set(theirs["quick"]["metrics"]["metrics/moons.json"]) == {"train", "test", "generalization"}
 
     # Compared with the commit it came from, in the clone that did not run it.
     metrics = json.loads(sh("dvc", "metrics", "diff", "HEAD", "quick", "--json", cwd=second).stdout)
@@ -148,6 +147,8 @@ def test_an_experiment_pushed_by_one_is_shown_and_applied_by_the_other(team, tmp
     # The experiment's cached outputs came along: applying it checks out what the first clone made.
     sh("dvc", "exp", "apply", "quick", cwd=second)
     assert output_md5s(second) == output_md5s(first)
+    shown = json.loads((second / "metrics" / "moons.json").read_text())
+    assert theirs["quick"]["metrics"]["metrics/moons.json"] == shown  # what `dvc exp show` listed
 
 
 def test_a_fresh_clone_diffs_metrics_and_plots_of_two_commits_without_a_pull(team, tmp_path):
