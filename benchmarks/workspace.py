@@ -5,11 +5,13 @@ Importing it sets this process's environment for every command it starts: `dvc` 
 `python` from this interpreter's venv, no DVC analytics, a git identity for commits when none is set.
 """
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -52,6 +54,19 @@ def restored(output: str) -> set[str]:
     from sweep import RESTORED  # noqa: PLC0415 - sweep imports the stages package: not at start-up
 
     return set(RESTORED.findall(output))
+
+
+@contextlib.contextmanager
+def own_stage_workers():
+    """Warm stage workers (stages/worker.py) of this run's own, in a folder of its own, all stopped at
+    the end: nothing is shared with the user's workers, and none is left running."""
+    folder = tempfile.mkdtemp(prefix="boundary-lab-workers-")
+    os.environ["BOUNDARY_LAB_WORKER_DIR"] = folder
+    try:
+        yield Path(folder)
+    finally:
+        sh(sys.executable, "-m", "stages.worker", "stop", "--all", cwd=ROOT)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def tracked_files(root: Path = ROOT) -> list[str]:
