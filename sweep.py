@@ -32,8 +32,8 @@ from pathlib import Path
 from tabulate import tabulate
 
 from stages.errors import UserError
+from stages.params import PARAMS_FILE
 
-PARAMS = "params.yaml"
 RESTORED = re.compile(r"Stage '([^']+)' is cached - skipping run")  # `dvc exp run`'s own words
 GRACE = 10  # seconds a stopped trial has to kill its command and return before its worker is killed
 NO_PROMPT = {"GIT_TERMINAL_PROMPT": "0"}  # git fails instead of prompting: a sweep has nobody to answer
@@ -158,7 +158,9 @@ def preflight(args) -> Sweep:
     for i, point in enumerate(points):
         name = f"{args.name}-{i + 1}"
         params = [
-            o if path == PARAMS else f"{path}:{o}" for path, overrides in point.items() for o in overrides
+            o if path == PARAMS_FILE else f"{path}:{o}"
+            for path, overrides in point.items()
+            for o in overrides
         ]
         trials[name] = Result(name, params, error=invalid.get(i))
     sweep = Sweep(root, origin, commit, args.timeout, worker_env(), trials)
@@ -202,17 +204,17 @@ def check_params(root, points):
         except ParamsError as error:
             return f"error: {error}"
         except InvalidArgumentError:  # DVC's own refusal, e.g. a list where a mapping is
-            return f"error: -S {' '.join(overrides)}: DVC cannot apply it to {PARAMS}"
+            return f"error: -S {' '.join(overrides)}: DVC cannot apply it to {PARAMS_FILE}"
 
-    base = yaml.safe_load((root / PARAMS).read_text())
+    base = yaml.safe_load((root / PARAMS_FILE).read_text())
     if error := error_of([]):
         raise UserError(error.removeprefix("error: "))
-    for override in dict.fromkeys(o for point in points for o in point.get(PARAMS, [])):
+    for override in dict.fromkeys(o for point in points for o in point.get(PARAMS_FILE, [])):
         key = override.split("=", 1)[0]
         if not key.startswith(("+", "~")) and not exists(base, key):
-            why = error_of([f"+{override}"]) or f"-S {override}: {PARAMS} has no {key}; +{key} adds it"
+            why = error_of([f"+{override}"]) or f"-S {override}: {PARAMS_FILE} has no {key}; +{key} adds it"
             raise UserError(why.removeprefix("error: "))
-    return {i: error for i, point in enumerate(points) if (error := error_of(point.get(PARAMS, [])))}
+    return {i: error for i, point in enumerate(points) if (error := error_of(point.get(PARAMS_FILE, [])))}
 
 
 def applied(params, overrides):
@@ -221,7 +223,7 @@ def applied(params, overrides):
     from dvc.utils.hydra import apply_overrides  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / PARAMS
+        path = Path(tmp) / PARAMS_FILE
         path.write_text(yaml.safe_dump(params))
         apply_overrides(path, overrides)
         return yaml.safe_load(path.read_text())

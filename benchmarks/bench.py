@@ -36,11 +36,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import workspace
 import yaml
-from workspace import ROOT, CommandFailed, copy_project, edit_params, own_stage_workers, sh, share
+from workspace import HEAVY, ROOT, CommandFailed, copy_project, edit_params, own_stage_workers, sh, share
 
 PY = sys.executable
-HEAVY = ("torch", "torchmetrics", "sklearn", "matplotlib", "pandas", "scipy")
 SCALE = (1_000, 100_000, 1_000_000)
 SCALE_TRAIN = dict(epochs=3, batch_size=1024)  # a few mini-batch epochs keep 1e6 points to minutes
 MODULES = f"import sys; print('HEAVY', ','.join(m for m in {HEAVY} if m in sys.modules))"
@@ -61,11 +61,11 @@ class Run:
     @property
     def ran(self):
         """How many stages a `dvc` command ran, and restored from the run-cache."""
-        return self.output.count("Running stage '")
+        return len(workspace.ran(self.output))
 
     @property
     def restored(self):
-        return self.output.count("is cached - skipping run")
+        return len(workspace.restored(self.output))
 
 
 def timed(*cmd, cwd=None, env=None) -> Run:
@@ -184,6 +184,16 @@ def thousand_epochs(dataset, **train_params):
     """t(main, 1001 epochs) - t(main, 1 epoch): reading the CSVs, building the model, saving the
     checkpoint and history cancel out; logging and snapshots stay in."""
     return train_for(dataset, 1001, **train_params) - train_for(dataset, 1, **train_params)
+
+
+def evaluations(log_every: int) -> int:
+    """The learning-curve rows, each an evaluation of both sets, that thousand_epochs() times: those of
+    1001 epochs less those of 1 (stages/train.py logs every log_every epochs, and the last)."""
+
+    def rows(epochs):
+        return epochs // log_every + (epochs % log_every != 0)
+
+    return rows(1001) - rows(1)
 
 
 def worker_train_project(log_every, repeat):
@@ -368,15 +378,17 @@ def training_loop(args, snap, report):
     trainer = snap.fresh()  # its own copy: main() overwrites the checkpoint and the curves
     for stage in ("generate", "split"):
         timed(PY, "-m", f"stages.{stage}", "moons", cwd=trainer)
-    project_times = worker(trainer, "train_project", 10, args.repeat)
-    quiet_times = worker(trainer, "train_project", 10**6, args.repeat)
+    logged, quiet = 10, 10**6  # train.log_every: the default, and never before the last epoch
+    project_times = worker(trainer, "train_project", logged, args.repeat)
+    quiet_times = worker(trainer, "train_project", quiet, args.repeat)
     *plain, threads, n_points = worker(trainer, "train_plain", "default", args.repeat)
     *plain1, _, _ = worker(trainer, "train_plain", 1, args.repeat)
     ref, one = median(plain), median(plain1)
-    for name, times, note in (
-        ("project: stages.train.main", project_times, "in-process, t(1001 ep) - t(1 ep); 100 evaluations"),
-        ("project, log_every 1e6", quiet_times, "10 of those 100 evaluations left"),
+    for name, times, log_every in (
+        ("project: stages.train.main", project_times, logged),
+        (f"project, log_every {quiet:,}", quiet_times, quiet),
     ):
+        note = f"in-process, t(1001 ep) - t(1 ep); {evaluations(log_every)} evaluations"
         report.row(name, times, ref, f"{note}; 1 thread: {median(times) / one:.2f}x the 1-thread loop")
     note = f"{n_points} points, torch.optim.Adam defaults (per-tensor on CPU), no evaluation"
     report.row(f"plain PyTorch loop (ref), {threads} threads", plain, ref, note)
@@ -469,26 +481,36 @@ def teammate(args, built, report):
     report.row("a first run, forced, no worker alive (ref)", [ref], ref)
 
 
+# Section 7's budgets, each written once: the animation's seconds and megabytes, the neuron maps'
+# seconds, and the share of a training run that taking and saving the snapshots may cost.
+ANIMATION_S, ANIMATION_MB, NEURONS_S, SNAPSHOTS_SHARE = 5.0, 3.0, 1.0, 0.05
+
+
 def playground(args, project, report):
     """What issue 16 added, on a built project: the animation's cost and size, the neuron maps' cost,
     training with snapshots against without."""
-    report.section = "7. boundary over training, neuron maps, snapshots (budgets: 5 s, 3 MB, 1 s, 5%)"
+    budgets = f"{ANIMATION_S:g} s, {ANIMATION_MB:g} MB, {NEURONS_S:g} s, {SNAPSHOTS_SHARE:.0%}"
+    report.section = f"7. boundary over training, neuron maps, snapshots (budgets: {budgets})"
     datasets = list(yaml.safe_load((project / "params.yaml").read_text())["datasets"])
     for dataset in datasets:
         samples = [timed(PY, "-m", "stages.animate", dataset, cwd=project) for _ in range(args.repeat)]
         size = (project / "plots" / dataset / "boundary_training.png").stat().st_size / 2**20
-        note = f"{size:.2f} MB ({size / 3:.0%} of 3 MB); ratio: / the 5 s budget"
-        report.row(f"python -m stages.animate {dataset}", samples, 5.0, note)
+        note = f"{size:.2f} MB ({size / ANIMATION_MB:.0%} of {ANIMATION_MB:g} MB)"
+        note += f"; ratio: / the {ANIMATION_S:g} s budget"
+        report.row(f"python -m stages.animate {dataset}", samples, ANIMATION_S, note)
     for dataset in datasets:
         pairs = worker(project, "plot_neurons", dataset, args.repeat)
         with_, without = (median(column) for column in zip(*pairs, strict=True))
-        note = f"plot.main {with_:.2f} s with, {without:.2f} s without; ratio: / the 1 s budget"
-        report.row(f"neurons.png, {dataset} (plot.main with - without)", [a - b for a, b in pairs], 1.0, note)
+        note = f"plot.main {with_:.2f} s with, {without:.2f} s without; ratio: / the {NEURONS_S:g} s budget"
+        report.row(
+            f"neurons.png, {dataset} (plot.main with - without)", [a - b for a, b in pairs], NEURONS_S, note
+        )
     for dataset in datasets:
         runs = worker(project, "train_snapshots", dataset, args.repeat)
         ratio = median([with_ / without for with_, without, _ in runs])
         spent = median([spent / with_ for with_, _, spent in runs])
-        note = f"taking + saving them {spent:.1%} of the run; paired ratio {ratio - 1:+.1%}; ratio: / without"
+        note = f"taking + saving them {spent:.1%} of the run (budget {SNAPSHOTS_SHARE:.0%})"
+        note += f"; paired ratio {ratio - 1:+.1%}; ratio: / without"
         report.row(
             f"train {dataset}, 1000 epochs, with snapshots",
             [r[0] for r in runs],

@@ -1,16 +1,18 @@
-"""An 8-point sweep of moons on 2 CPUs, three ways, timed in one run against one experiment alone.
+"""A sweep of moons (the grid LRS x SEEDS below) on CPUS CPUs, three ways, timed in one run against one
+experiment alone.
 
     python benchmarks/bench_sweep.py [--epochs 1000]
 
-1. DVC's own queue: `dvc exp run --queue -S ... -S ...`, `dvc queue start -j 2`, wait until done.
+1. DVC's own queue: `dvc exp run --queue -S ... -S ...`, `dvc queue start -j CPUS`, wait until done.
 2. The Ray sweep: `python -m sweep -S ... -S ...` (local Ray, origin and DVC remote on this machine).
-3. A notebook-style loop: the same 8 models trained, evaluated and plotted in one process by calling
+3. A notebook-style loop: the same models trained, evaluated and plotted in one process by calling
    the stages' main() functions (the work without DVC, git or process start-ups; one core).
 
 and the reference: one point's `dvc exp run`, and its three stages run by hand (their own time). Each
-way's time per experiment is its wall time x the CPUs it used / 8; its overhead, that minus the stages'
-own time. Every way works in its own copy of one cold-built snapshot of the project (git-tracked files,
-working-tree versions), with its own cache and remote, so that every way computes all 8 points afresh.
+way's time per experiment is its wall time x the CPUs it used / the grid's points; its overhead, that
+minus the stages' own time. Every way works in its own copy of one cold-built snapshot of the project
+(git-tracked files, working-tree versions), with its own cache and remote, so that every way computes
+every point afresh.
 """
 
 import argparse
@@ -27,6 +29,7 @@ from bench import timed  # this folder is on sys.path when run as a script
 from workspace import copy_project, sh, share
 
 LRS, SEEDS, CPUS = "0.005,0.01,0.02,0.04", "1,2", 2
+POINTS = len(LRS.split(",")) * len(SEEDS.split(","))  # the grid's experiments
 NOTEBOOK = """import sys, time, yaml
 sys.path.insert(0, ".")
 from stages import evaluate, plot, train
@@ -95,36 +98,36 @@ def main():
         queue_wall = time.perf_counter() - start
         status = sh("dvc", "queue", "status", cwd=queued).stdout
         sh("dvc", "queue", "stop", "--kill", cwd=queued)
-        assert status.count("Success") == 8, status
+        assert status.count("Success") == POINTS, status
 
         team = copy(snap, tmp / "ray")
         share(team, tmp, message="team remotes")
         ray_wall = seconds(sys.executable, "-m", "sweep", *grid, "--json", tmp / "sweep.json", cwd=team)
         trials = json.loads((tmp / "sweep.json").read_text())
-        assert len(trials) == 8 and all(t["ok"] for t in trials)
+        assert len(trials) == POINTS and all(t["ok"] for t in trials)
 
         notebook = copy(snap, tmp / "notebook")
         code = NOTEBOOK.format(lrs=f"[{LRS}]", seeds=f"[{SEEDS}]", epochs=args.epochs)
         notebook_wall = seconds(sys.executable, "-c", code, cwd=notebook)
 
-    print(f"8-point sweep of moons ({LRS} lr x {SEEDS} seeds, {args.epochs} epochs), {CPUS} CPUs")
+    print(f"{POINTS}-point sweep of moons ({LRS} lr x {SEEDS} seeds, {args.epochs} epochs), {CPUS} CPUs")
     own = ", ".join(f"{stage} {seconds:.2f}" for stage, seconds in stages.items())
     print(f"one experiment: `dvc exp run` {exp_run:.2f} s; its stages' own time {stage_time:.2f} s ({own})")
-    print("| way | wall | per experiment (wall x CPUs / 8) | overhead beyond its stages |")
+    print(f"| way | wall | per experiment (wall x CPUs / {POINTS}) | overhead beyond its stages |")
     print("| --- | --- | --- | --- |")
     for way, wall, cpus in (
-        ("dvc exp run --queue + dvc queue start -j 2", queue_wall, CPUS),
+        (f"dvc exp run --queue + dvc queue start -j {CPUS}", queue_wall, CPUS),
         ("python -m sweep (Ray, local)", ray_wall, CPUS),
         ("notebook loop, one process", notebook_wall, 1),
     ):
-        each = wall * cpus / 8
+        each = wall * cpus / POINTS
         print(f"| {way} | {wall:.1f} s | {each:.2f} s | {each - stage_time:+.2f} s |")
-    steps = {step: sum(t["timings"][step] for t in trials) / 8 for step in trials[0]["timings"]}
+    steps = {step: sum(t["timings"][step] for t in trials) / POINTS for step in trials[0]["timings"]}
     print("Ray trial, mean per step: " + ", ".join(f"{step} {s:.2f} s" for step, s in steps.items()))
     for label, reference in (("`dvc exp run`", exp_run), ("its stages' own time", stage_time)):
-        ideal = 8 * reference / CPUS
+        ideal = POINTS * reference / CPUS
         ratio = ray_wall / ideal
-        print(f"Ray sweep / (8 x one experiment's {label} / {CPUS}) = {ray_wall:.1f} / {ideal:.1f} = "
+        print(f"Ray sweep / ({POINTS} x one experiment's {label} / {CPUS}) = {ray_wall:.1f} / {ideal:.1f} = "
               f"{ratio:.2f}x (target <= 1.3x: {'met' if ratio <= 1.3 else 'not met'})")  # fmt: skip
 
 

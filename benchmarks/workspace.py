@@ -7,6 +7,7 @@ Importing it sets this process's environment for every command it starts: `dvc` 
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,9 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+# The libraries that cost a stage most of its start-up: which of them each stage loads is measured by
+# benchmarks/bench.py and bounded by tests/test_pipeline.py.
+HEAVY = ("torch", "torchmetrics", "sklearn", "matplotlib", "pandas", "scipy")
 
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
 os.environ["DVC_NO_ANALYTICS"] = "1"
@@ -36,6 +40,20 @@ def sh(*args, cwd, check=True, **kwargs) -> subprocess.CompletedProcess:
             f"{' '.join(map(str, args))} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
         )
     return result
+
+
+def ran(output: str) -> set[str]:
+    """The stages a `dvc repro` or `dvc exp run` ran, read from its output."""
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def restored(output: str) -> set[str]:
+    """The stages it restored from the run-cache instead of running, read with sweep.py's pattern."""
+    if str(ROOT) not in sys.path:  # benchmarks/bench.py, run as a script, has only its own folder
+        sys.path.append(str(ROOT))
+    from sweep import RESTORED  # noqa: PLC0415 - sweep imports the stages package: not at start-up
+
+    return set(RESTORED.findall(output))
 
 
 @contextlib.contextmanager

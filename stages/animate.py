@@ -19,7 +19,7 @@ from stages.files import data_path, plots_dir, read_points, write_bytes
 from stages.params import load_params
 from stages.runner import run
 
-SIZE, SCALE = (4.8, 4.32), 0.8  # inches, and a share of plot.dpi: frames 0.64 of the final images' pixels
+SIZE, SCALE = (4.8, 4.32), 0.8  # inches, and a share of plot.dpi: frames smaller than the final images
 FRAME_MS, LAST_MS = 80, 2000  # the last frame, the final model, is held before the loop restarts
 
 
@@ -66,7 +66,7 @@ def apng(frames, durations) -> bytes:
         images.append(changed)
     first, *rest = (Image.fromarray(image, "RGBA") for image in images)
     buffer = io.BytesIO()
-    # zlib level 3: half the time of the default 6, for a tenth more bytes.
+    # zlib level 3, not the default 6: faster to write, for a few more bytes (docs/benchmarks.md).
     options = dict(duration=durations, loop=0, blend=Blend.OP_OVER, compress_level=3)
     first.save(buffer, format="PNG", save_all=True, append_images=rest, **options)
     return buffer.getvalue()

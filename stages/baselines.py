@@ -4,8 +4,9 @@ MLP is, so that its numbers stand beside a linear model's, a nearest neighbour's
 Fits each classifier that datasets.<name>.baselines names (stages/classifiers.py) on train.csv's raw
 x1, x2, with scikit-learn's defaults and every random state from the dataset's train seed. Writes
 metrics/baselines/<name>.json: for each classifier, a section laid out and rounded as the MLP's
-metrics/<name>.json (train and test accuracy, precision, recall, f1, binary for two classes and
-macro-averaged above; the accuracy on fresh.csv with its standard error, less the loss); and
+metrics/<name>.json (train and test accuracy, precision, recall, f1, each averaged over more than
+two classes as its METRICS entry in stages/problems.py says; the accuracy on fresh.csv with its
+standard error; less the loss); and
 plots/<name>/baselines.png: a panel per classifier, each drawn as the plot stage draws
 boundary_test.png (stages/drawing.py: the same plane, size, points and colours). The metrics are
 scikit-learn's, not torchmetrics': this stage imports no torch.

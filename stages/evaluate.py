@@ -1,9 +1,9 @@
 """Stage evaluate: score the trained model with torchmetrics.
 
 Writes metrics/<name>.json (train, test: accuracy, loss and the other metrics of stages/problems.py,
-macro-averaged for more than two classes; generalization: accuracy on the fresh sample with its
-standard error), plots/<name>/predictions.csv (actual, predicted on the test set) and
-plots/<name>/roc.csv: the test set's ROC curve (false and true positive rates; one-vs-rest,
+each averaged over more than two classes as its METRICS entry says; generalization: accuracy on
+the fresh sample with its standard error), plots/<name>/predictions.csv (actual, predicted on the
+test set) and plots/<name>/roc.csv: the test set's ROC curve (false and true positive rates; one-vs-rest,
 micro-averaged, for more than two classes).
 """
 

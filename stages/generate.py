@@ -14,8 +14,8 @@ def main(name):
     data = params.dataset(name).data
 
     write_points(data_path(name, "all"), *generate(data))
-    # Same generator, an independent seed: far more points than the test set, so its accuracy
-    # moves by less than a tenth of a point between runs and tells real gains from noise.
+    # Same generator, an independent seed: far more points than the test set, so its accuracy has
+    # a small standard error (written beside it) and tells real gains from noise.
     fresh = generate(data, params.generalization.n_samples, independent_seed(data.seed))
     write_points(data_path(name, "fresh"), *fresh)
 

@@ -10,17 +10,11 @@ from torch.optim.adam import adam
 from stages.checkpoint import read_checkpoint, write_checkpoint, write_snapshots
 from stages.errors import UserError
 from stages.functions import ACTIVATIONS as DEFINITIONS
-from stages.functions import features, pure_tanh_of
+from stages.functions import features
 from stages.params import ModelConfig
 
 # Each activation's torch module, from its one definition in stages/functions.py.
 ACTIVATIONS = {name: activation.torch(torch) for name, activation in DEFINITIONS.items()}
-PureTanh = ACTIVATIONS["pure_tanh"]
-
-
-def pure_tanh(x: torch.Tensor) -> torch.Tensor:
-    """functions.pure_tanh_of in torch operations: tanh from its definition (see there)."""
-    return pure_tanh_of(torch, x)
 
 
 class MLP(nn.Module):
@@ -50,10 +44,9 @@ class Adam:
     """Adam (Kingma & Ba, 2015), step for step as torch.optim.Adam(fused=True) computes it: torch's
     functional adam, with one fused kernel updating every parameter.
 
-    torch.optim.Adam imports torch's compiler when first stepped, which costs more than the
-    training stage's 1000 epochs (benchmarks/bench_imports.py; docs/benchmarks.md). The functional
-    form does not, as tests/test_models.py checks, along with this class against torch.optim.Adam
-    bit for bit.
+    torch.optim.Adam imports torch's compiler when first stepped, a start-up cost that every training
+    run would pay (docs/benchmarks.md times it). The functional form does not, as tests/test_models.py
+    checks, along with this class against torch.optim.Adam bit for bit.
     """
 
     def __init__(self, params, lr: float, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0):

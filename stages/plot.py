@@ -19,7 +19,9 @@ from stages.files import data_path, model_path, plots_dir, read_points, write_by
 from stages.params import load_params
 from stages.runner import run
 
-TILE = 48  # grid points a side of each neuron's map, drawn one pixel each at 100 dpi
+TILE = 48  # grid points a side of each neuron's map, drawn one pixel each (at NEURONS_DPI)
+NEURONS_DPI = 100  # the neuron maps' own, whatever plot.dpi: their tiles are pixels, not inches
+GAP = 4  # white pixels between the tiles of a block
 UNITS = plt.get_cmap("RdBu")  # Playground's diverging colours: one sign red, the other blue
 
 
@@ -61,8 +63,13 @@ def neurons(model, plane, name) -> bytes:
     blocks.append(mosaic(shading(config.problem.probabilities(np, logits))[:, None, :]))
     names.append("output")
     columns = [block.shape[1] for block in blocks]
-    inches = (sum(columns) + 2 * TILE) / 100 + 0.3 * len(blocks), max(b.shape[0] for b in blocks) / 100 + 0.8
-    figure, axes = plt.subplots(1, len(blocks), figsize=inches, dpi=100, width_ratios=columns, squeeze=False)
+    inches = (
+        (sum(columns) + 2 * TILE) / NEURONS_DPI + 0.3 * len(blocks),
+        max(b.shape[0] for b in blocks) / NEURONS_DPI + 0.8,
+    )
+    figure, axes = plt.subplots(
+        1, len(blocks), figsize=inches, dpi=NEURONS_DPI, width_ratios=columns, squeeze=False
+    )
     for ax, block, title in zip(axes[0], blocks, names, strict=True):
         ax.imshow(block, origin="lower", interpolation="nearest")
         ax.set_title(title, fontsize=9)
@@ -80,13 +87,14 @@ def unit_scaled(values):
     return values / np.where(peak > 0, peak, 1.0)
 
 
-def mosaic(colours, gap: int = 4):
-    """(TILE^2, units, 3) colours as tiles of TILE x TILE pixels, rows of ceil(sqrt(units)), on white."""
+def mosaic(colours):
+    """(TILE^2, units, 3) colours as tiles of TILE x TILE pixels, rows of ceil(sqrt(units)), GAP apart
+    on white."""
     units = colours.shape[1]
     across = math.ceil(math.sqrt(units))
     down = math.ceil(units / across)
-    size = TILE + gap
-    out = np.ones((down * size - gap, across * size - gap, 3))
+    size = TILE + GAP
+    out = np.ones((down * size - GAP, across * size - GAP, 3))
     for unit in range(units):
         row, column = divmod(unit, across)
         row = down - 1 - row  # origin="lower": the first unit at the top left

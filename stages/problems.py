@@ -48,9 +48,6 @@ class Classification:
     def __init__(self, classes: int):
         self.classes = classes
 
-    def __repr__(self):
-        return f"{type(self).__name__}({self.classes})"
-
     def sklearn_score(self, metrics, metric: Metric, labels, predicted):
         """The same metric by scikit-learn (`metrics`: sklearn.metrics), of predicted labels; 0 where
         it is undefined (a class never predicted), as torchmetrics has it."""

@@ -75,10 +75,11 @@ def main(name):
         write_table(curve_path(curve, name), columns)
 
 
-def snapshot_epochs(epochs: int, count: int = TrainParams.SNAPSHOTS) -> set[int]:
-    """Up to `count` epochs in 1..epochs, the last included, spaced geometrically in (epoch + k) with
-    k = epochs / 100: every epoch at first, where the boundary moves fastest, then ever sparser."""
-    k = max(epochs / 100, 1.0)
+def snapshot_epochs(epochs: int) -> set[int]:
+    """Up to TrainParams.SNAPSHOTS epochs in 1..epochs, the last included, spaced geometrically in
+    (epoch + k) with k = epochs / 100: every epoch at first, where the boundary moves fastest, then
+    ever sparser."""
+    k, count = max(epochs / 100, 1.0), TrainParams.SNAPSHOTS
     ratio = ((epochs + k) / k) ** (1 / (count - 1))
     return {round(k * ratio**i - k) for i in range(1, count)} - {0} | {epochs}
 

@@ -7,7 +7,6 @@ stages its change reruns.
 
 import hashlib
 import json
-import re
 import shutil
 import sys
 
@@ -15,7 +14,9 @@ import pytest
 import yaml
 
 # The helpers benchmarks/ uses too, there without pytest; the test modules import them from here.
+from benchmarks import workspace
 from benchmarks.workspace import (  # noqa: F401
+    HEAVY,
     ROOT,
     copy_project,
     edit_params,
@@ -28,6 +29,8 @@ from benchmarks.workspace import (  # noqa: F401
 
 DATASETS = ("moons", "spiral")
 STAGES = ("generate", "split", "train", "evaluate", "plot", "animate", "baselines")
+# What a change of datasets.moons.train reruns (its lr, its epochs...): the model's stages of moons.
+MOONS_MODEL_STAGES = {f"{stage}@moons" for stage in ("train", "evaluate", "plot", "animate")}
 
 
 def model_config(hidden=(6, 5), activation="relu", classes=3, features=("x1", "x2")):
@@ -63,13 +66,13 @@ def project(tmp_path):
 
 
 def ran(result) -> set[str]:
-    """The stages a `dvc repro` ran, read from its output."""
-    return set(re.findall(r"Running stage '([^']+)'", result.stdout))
+    """The stages a `dvc repro` or `dvc exp run` ran."""
+    return workspace.ran(result.stdout)
 
 
 def restored(result) -> set[str]:
     """The stages a `dvc repro` or `dvc exp run` restored from the run-cache instead of running."""
-    return set(re.findall(r"Stage '([^']+)' is cached - skipping run", result.stdout))
+    return workspace.restored(result.stdout)
 
 
 def lock_outs(repo) -> dict[str, str]:

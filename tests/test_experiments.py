@@ -76,5 +76,5 @@ def test_queued_sweep_on_two_workers(rebuilt):
     found = experiments(rebuilt)
     lrs = sorted(exp["params"]["datasets"]["moons"]["train"]["lr"] for exp in found.values())
     assert lrs == [0.001, 0.01, 0.1]
-    for exp in found.values():
-        assert set(exp["metrics"]["metrics/moons.json"]) == {"train", "test", "generalization"}
+    # Each trained with its own lr: three models, three train losses (the files' values: test_evaluate.py).
+    assert len({exp["metrics"]["metrics/moons.json"]["train"]["loss"] for exp in found.values()}) == 3

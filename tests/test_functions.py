@@ -142,12 +142,34 @@ def test_features_are_columns_in_the_order_named():
     np.testing.assert_allclose(features(np, POINTS, names), want, rtol=1e-15, atol=0)
 
 
+# The oracle for each activation: torch's own module, named here (pure_tanh is tanh from its definition).
+TORCH_MODULES = {
+    "relu": "ReLU",
+    "tanh": "Tanh",
+    "sigmoid": "Sigmoid",
+    "pure_tanh": "Tanh",
+    "gelu": "GELU",
+    "leaky_relu": "LeakyReLU",
+    "linear": "Identity",
+}
+
+
+def torch_oracle(name):
+    """torch's own module for the activation `name`: an instance, with torch's defaults."""
+    return getattr(torch.nn, TORCH_MODULES[name])()
+
+
+def test_every_activation_has_an_oracle():
+    assert list(ACTIVATIONS) == list(TORCH_MODULES)
+
+
 @pytest.mark.parametrize("name", list(ACTIVATIONS))
-def test_every_activation_has_both_forms(name):
+def test_every_activation_s_torch_form_computes_torch_s_own(name):
+    """(The NumPy form against the same oracle: test_checkpoint.py, where the NumPy model is.)"""
     module = ACTIVATIONS[name].torch(torch)
     assert issubclass(module, torch.nn.Module)
-    x = np.linspace(-5.0, 5.0, 101)
-    assert ACTIVATIONS[name].numpy(np, x).shape == x.shape
+    x = torch.linspace(-5.0, 5.0, 101, dtype=torch.float64)
+    torch.testing.assert_close(module()(x), torch_oracle(name)(x), rtol=4 * np.finfo(float).eps, atol=0)
 
 
 def test_pure_tanh_in_numpy_is_tanh():

@@ -71,10 +71,17 @@ def loose(text):
 # The committed file
 
 
-def test_committed_params_load_and_equal_the_yaml(committed, monkeypatch):
-    monkeypatch.chdir(ROOT)
-    loaded = load_params()
-    assert loaded == load_params(str(PARAMS_YAML)) == parse_params(committed)
+def test_load_params_reads_the_working_directory_s_file_or_the_one_named(raw, tmp_path, monkeypatch):
+    """A stage runs from the project root: params.yaml there, not this checkout's or another."""
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(mutated(raw, "datasets.moons.train.lr", 0.5)))
+    monkeypatch.chdir(tmp_path)
+    assert load_params().dataset("moons").train.lr == 0.5
+    committed_lr = yaml.safe_load(PARAMS_YAML.read_text())["datasets"]["moons"]["train"]["lr"]
+    assert committed_lr != 0.5 and load_params(str(PARAMS_YAML)).dataset("moons").train.lr == committed_lr
+
+
+def test_committed_params_load_and_equal_the_yaml(committed):
+    loaded = load_params(str(PARAMS_YAML))
     assert list(loaded.datasets) == list(committed["datasets"])
     for name, sections in committed["datasets"].items():
         dataset = loaded.dataset(name)
