@@ -64,6 +64,7 @@ class Playground:
         self.params = parse_params(self.raw, params_file)
         self.values = self.defaults()
         self._splits = {}  # the data, by its params: a change of the model trains on the same points
+        self.splits(self.params.dataset(name))  # drawn now: the first change is as quick as the next
         self.last = None
 
     def defaults(self) -> dict:
@@ -230,7 +231,7 @@ def exp_table(repo: str = "."):
     import pandas as pd  # noqa: PLC0415
 
     table = pd.DataFrame(dvc.api.exp_show(repo=repo))
-    return table.loc[:, table.astype(str).nunique() > 1]
+    return table.loc[:, table.astype(str).nunique(dropna=False) > 1]
 
 
 def exp_row(name: str, repo: str = "."):
