@@ -79,12 +79,7 @@ def test_ruff_lints_the_notebook():
 def playground():
     from notebooks.playground import Playground  # noqa: PLC0415
 
-    cwd = os.getcwd()
-    os.chdir(ROOT)  # the Playground reads params.yaml from the project root, as the notebook runs it
-    try:
-        yield Playground("moons")
-    finally:
-        os.chdir(cwd)
+    return Playground("moons", ROOT / "params.yaml")  # it reads no other file: it draws its data
 
 
 def test_playground_defaults_are_params_yaml(playground):
