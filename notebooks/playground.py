@@ -201,6 +201,7 @@ class Playground:
                 name = self.keep()
                 display(exp_row(name))
 
+        self.controls, self.picture, self.status = controls, picture, status  # for a test to move
         for control in controls.values():
             control.observe(on_change, names="value")
         keep.on_click(on_keep)

@@ -130,6 +130,22 @@ def test_playground_refuses_a_bad_value_as_the_pipeline_does(playground):
     assert playground.values == values  # the last good values stay
 
 
+def test_the_controls_call_the_callback(playground):
+    """What JupyterLab does when a learner moves a control: the widget's value changes."""
+    playground.widgets()
+    playground.controls["lr"].value = 0.05
+    assert playground.values["lr"] == 0.05
+    assert playground.picture.value == playground.last.png
+    assert playground.status.value.startswith("test accuracy ")
+    playground.controls["hidden"].value = "8, x"
+    assert playground.status.value == "<b>hidden</b>: '8, x' is not a list of widths"
+    playground.controls["hidden"].value = "4"
+    assert playground.values["hidden"] == [4]
+    playground.controls["features"].value = ()
+    assert "datasets.moons.model.features" in playground.status.value  # the pipeline's message
+    assert playground.values["lr"] == 0.05 and playground.values["features"] != []
+
+
 def test_playground_overrides_are_hydra_sets(playground):
     playground.values = {
         **playground.defaults(),
