@@ -129,8 +129,10 @@ class Playground:
         command = ["dvc", "exp", "run", "--temp"]
         for override in self.overrides():
             command += ["-S", override]
-        dvc = Path(sys.executable).with_name("dvc")  # this kernel's environment's
-        result = subprocess.run([str(dvc), *command[1:]], capture_output=True, text=True)
+        dvc = Path(sys.executable).with_name("dvc")  # this kernel's environment's, else PATH's
+        result = subprocess.run(
+            [str(dvc) if dvc.exists() else "dvc", *command[1:]], capture_output=True, text=True
+        )
         if result.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}")
         ran = re.search(r"Ran experiment\(s\): (\S+)", result.stdout)
