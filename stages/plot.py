@@ -33,10 +33,21 @@ def main(name):
     problem = model.config.problem
     splits = {split: read_points(data_path(name, split), problem.classes) for split in ("train", "test")}
     plane = Plane(np.concatenate([points for points, _ in splits.values()]), plot.resolution)
-    field = plane.field(model)
+    for split, picture in boundary_pngs(name, model, splits, plane, plot).items():
+        write_bytes(plots_dir(name) / f"boundary_{split}.png", picture)
+    write_bytes(
+        plots_dir(name) / "neurons.png",
+        neurons(model, Plane(np.stack([plane.low, plane.high]), TILE, margin=0.0), name),
+    )
 
-    figure = BoundaryFigure(plane, problem, plot.dpi)
+
+def boundary_pngs(name, model, splits, plane, plot) -> dict[str, bytes]:
+    """The boundary_<split>.png of each split, {split: (points, labels)}: `model`'s (a Checkpoint)
+    shading and boundary over `plane`, the split's points on it. The notebook draws with it too."""
+    field = plane.field(model)
+    figure = BoundaryFigure(plane, model.config.problem, plot.dpi)
     sample = np.random.default_rng(0)
+    pictures = {}
     for split, (points, labels) in splits.items():
         predicted = model.predict(points)
         shown = shown_points(len(labels), plot.max_points, sample)
@@ -44,12 +55,9 @@ def main(name):
         title = f"{name}: {split} set ({count} points)"
         caption = f"accuracy {(predicted == labels).mean():.1%}"
         figure.draw(field, points[shown], labels[shown], predicted[shown], title, caption)
-        write_bytes(plots_dir(name) / f"boundary_{split}.png", figure.png())
+        pictures[split] = figure.png()
     figure.close()
-    write_bytes(
-        plots_dir(name) / "neurons.png",
-        neurons(model, Plane(np.stack([plane.low, plane.high]), TILE, margin=0.0), name),
-    )
+    return pictures
 
 
 def neurons(model, plane, name) -> bytes:

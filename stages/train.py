@@ -8,6 +8,7 @@ plots/loss/<name>.csv and plots/accuracy/<name>.csv (columns epoch, train, test:
 
 import math
 import sys
+from dataclasses import dataclass
 
 import torch
 
@@ -33,24 +34,54 @@ from stages.runner import run
 def main(name):
     params = load_params()
     dataset = params.dataset(name)
+    device = resolve_device(dataset.train.device, f"datasets.{name}.train.device")
+    hardware = device_name(device)
+    train_set, test_set = (
+        read_tensors(name, split, dataset.config.classes, device) for split in ("train", "test")
+    )
+    trained = fit(
+        name,
+        dataset,
+        train_set,
+        test_set,
+        device,
+        lambda curves: report(name, hardware, curves, dataset.train.epochs),
+    )
+
+    save_checkpoint(model_path(name), trained.model, hardware)
+    save_snapshots(snapshots_path(name), trained.model, trained.epochs, trained.snapshots, hardware)
+    for curve, columns in trained.curves.items():
+        write_table(curve_path(curve, name), columns)
+
+
+@dataclass
+class Trained:
+    model: MLP
+    curves: dict[str, dict[str, list]]  # problem.curves' columns: epoch, train, test
+    epochs: list[int]  # the epochs of the snapshots: 0, then snapshot_epochs()
+    snapshots: list[torch.Tensor]  # weights_now() at each of them
+
+
+def fit(name, dataset, train_set, test_set, device=None, progress=None) -> Trained:
+    """The `dataset`'s model (params.DatasetParams) trained on `train_set`, logged on both sets, as
+    the stage trains it; writes no file (the notebook's Playground trains with it too). `progress`
+    is called with the curves after their first row and about every tenth of the epochs."""
     config, train = dataset.config, dataset.train
     problem = config.problem
-
-    device = resolve_device(train.device, f"datasets.{name}.train.device")
-    hardware = device_name(device)
+    device = device or torch.device("cpu")
     configure_torch(train.seed, device)
-    train_set, test_set = (read_tensors(name, split, config.classes, device) for split in ("train", "test"))
     model = MLP(config).to(device)
     loss_fn = problem.loss(torch)
     optimizer = Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     shuffle = torch.Generator().manual_seed(train.seed)
     kept = snapshot_epochs(train.epochs)
     snapshots = [weights_now(model)]
+    progress = progress or (lambda curves: None)
 
     curves = {curve: {"epoch": [], "train": [], "test": []} for curve in problem.curves}
     log(curves, 0, model, train_set, test_set, loss_fn)
     stop_if_diverged(name, train, curves)
-    report(name, hardware, curves, train.epochs)
+    progress(curves)
     points, labels = train_set
     for epoch in range(1, train.epochs + 1):
         for batch in batches(len(labels), train.batch_size, shuffle, device):
@@ -67,12 +98,8 @@ def main(name):
             log(curves, epoch, model, train_set, test_set, loss_fn)
             stop_if_diverged(name, train, curves)
             if epoch * 10 // train.epochs > previous * 10 // train.epochs:  # ~10 lines a run
-                report(name, hardware, curves, train.epochs)
-
-    save_checkpoint(model_path(name), model, hardware)
-    save_snapshots(snapshots_path(name), model, [0, *sorted(kept)], snapshots, hardware)
-    for curve, columns in curves.items():
-        write_table(curve_path(curve, name), columns)
+                progress(curves)
+    return Trained(model, curves, [0, *sorted(kept)], snapshots)
 
 
 def snapshot_epochs(epochs: int) -> set[int]:
@@ -85,7 +112,11 @@ def snapshot_epochs(epochs: int) -> set[int]:
 
 
 def read_tensors(name, split, classes, device):
-    points, labels = read_points(data_path(name, split), classes)
+    return as_tensors(*read_points(data_path(name, split), classes), device)
+
+
+def as_tensors(points, labels, device):
+    """(n, 2) float64 points and int64 labels, as NumPy holds them, as the model trains on them."""
     return torch.tensor(points, dtype=torch.float32, device=device), torch.from_numpy(labels).to(device)
 
 
