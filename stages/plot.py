@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from stages.checkpoint import read_checkpoint
-from stages.drawing import BoundaryFigure, Plane, plt, shading, shown_points
+from stages.drawing import BoundaryFigure, Plane, counted, plt, shading, shown_points
 from stages.errors import run
 from stages.files import data_path, model_path, plots_dir, read_points, write_bytes
 from stages.params import load_params
@@ -34,12 +34,11 @@ def main(name):
     field = plane.field(model)
 
     figure = BoundaryFigure(plane, problem, plot.dpi)
-    sample = np.random.default_rng(0)
+    samples = shown_points(len(splits["train"][1]), len(splits["test"][1]), plot.max_points)
     for split, (points, labels) in splits.items():
         predicted = model.predict(points)
-        shown = shown_points(len(labels), plot.max_points, sample)
-        count = f"{len(shown)} of {len(labels)}" if len(shown) < len(labels) else f"{len(labels)}"
-        title = f"{name}: {split} set ({count} points)"
+        shown = samples[split]
+        title = f"{name}: {split} set ({counted(len(shown), len(labels))} points)"
         caption = f"accuracy {(predicted == labels).mean():.1%}"
         figure.draw(field, points[shown], labels[shown], predicted[shown], title, caption)
         write_bytes(plots_dir(name) / f"boundary_{split}.png", figure.png())
