@@ -18,10 +18,11 @@ class Classifier(NamedTuple):
     # at most `baselines.max_train_points` training points (all of them when there are fewer).
     sampled: bool = False
     # What the fitted estimator and its fit hold at most (stages/memory.py adds them up): bytes per
-    # point it is fitted on, per such point and class, and a part that grows with neither.
+    # point it is fitted on, per such point and class, and a kernel cache of at most this many bytes,
+    # never more than the whole kernel matrix (float32, a row and a column per point).
     point_bytes: int = 0
     point_class_bytes: int = 0
-    fixed_bytes: int = 0
+    cache_bytes: int = 0
 
     def build(self, seed: int):
         """The unfitted estimator, every random state it has (a nested one's too) set to `seed`."""
@@ -30,7 +31,9 @@ class Classifier(NamedTuple):
         return estimator.set_params(**dict.fromkeys(random_states, seed))
 
     def fitted_bytes(self, points: int, classes: int) -> int:
-        return points * (self.point_bytes + classes * self.point_class_bytes) + self.fixed_bytes
+        return points * (self.point_bytes + classes * self.point_class_bytes) + min(
+            self.cache_bytes, 4 * points**2
+        )
 
 
 # A fully grown tree has at most two nodes per distinct point of its bootstrap sample (1 - 1/e of its
@@ -48,7 +51,7 @@ CLASSIFIERS = {
     # copy of them, its solver's arrays, the support vectors and their coefficients (per class), and
     # a kernel cache of `cache_size` (200 MiB by default).
     "svm": Classifier(
-        "sklearn.svm", "SVC", sampled=True, point_bytes=256, point_class_bytes=8, fixed_bytes=200 * 2**20
+        "sklearn.svm", "SVC", sampled=True, point_bytes=256, point_class_bytes=8, cache_bytes=200 * 2**20
     ),
     # Fully grown trees: minutes and gigabytes at a million points.
     "forest": Classifier(
