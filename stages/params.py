@@ -173,7 +173,7 @@ class GeneralizationParams(Schema):
 class BaselinesParams(Schema):
     # The most training points a classifier whose fit costs more than linearly (stages/classifiers.py,
     # `sampled`) is fitted on: above it, a sample seeded by the dataset's train seed, stratified.
-    max_train_points: Integer(100) = 20_000
+    max_train_points: Integer(100) = 10_000
 
 
 class PlotParams(Schema):
