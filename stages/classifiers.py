@@ -31,9 +31,8 @@ class Classifier(NamedTuple):
         return estimator.set_params(**dict.fromkeys(random_states, seed))
 
     def fitted_bytes(self, points: int, classes: int) -> int:
-        return points * (self.point_bytes + classes * self.point_class_bytes) + min(
-            self.cache_bytes, 4 * points**2
-        )
+        cache = min(self.cache_bytes, 4 * points**2)
+        return points * (self.point_bytes + classes * self.point_class_bytes) + cache
 
 
 # A fully grown tree has at most two nodes per distinct point of its bootstrap sample (1 - 1/e of its
