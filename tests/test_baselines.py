@@ -5,6 +5,7 @@ boundary_test.png, and what reruns it, through DVC."""
 import json
 import math
 import os
+import re
 import sys
 
 import numpy as np
@@ -464,3 +465,16 @@ def test_a_bound_out_of_range_stops_the_stage_in_one_line(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     message = "params.yaml: baselines.max_train_points = 10: must be an integer >= 100"
     assert assert_one_line_error(stage(tmp_path, "moons", check=False), message) == f"error: {message}"
+
+
+def test_the_docs_name_the_sampled_classifiers_of_the_registry():
+    """docs/pipeline.md's row of baselines.max_train_points names the classifiers it bounds."""
+    [row] = [
+        line
+        for line in (ROOT / "docs" / "pipeline.md").read_text().splitlines()
+        if line.startswith("| `baselines.max_train_points`")
+    ]
+    named = re.search(r"\(((?:`\w+`, )*`\w+`): `sampled` in Registries' `CLASSIFIERS`\)", row).group(1)
+    assert re.findall(r"`(\w+)`", named) == [
+        key for key, classifier in CLASSIFIERS.items() if classifier.sampled
+    ]
