@@ -5,14 +5,15 @@
     python benchmarks/bench.py --playground [--project DIR] [--repeat N]       # section 7 only
     python benchmarks/bench.py --scale-only [--project DIR] [--repeat N]       # section 8 only
 
-The sections, in the order they run, each figure with its ratio to its section's reference: 1. a cold
-`dvc repro` (/ the notebook-style peer, --seed-workflow); 2. the training loop (/ a plain PyTorch loop);
-3. incremental reruns (/ the cold run); 4. each stage's command as DVC runs it, and its import alone
-(with several --project, / the same of the first: they run in turn); 5. a revisit restored from the
-run-cache (/ recomputing it); 6. a teammate's clone, pull and repro (/ a cold run); 7. the animation,
-neuron maps and snapshots (/ their budgets); 8. with --scale, each stage of moons at 1e3 to 1e6 points,
-its time per point above its start-up, and its peak memory above its imports against stages/memory.py's
-estimate.
+The sections, in the order they run, each figure with its ratio to its section's reference: 1. a forced
+`dvc repro`: every stage in its own process, a first run (no warm worker alive) and with the worker warm
+(/ the notebook-style peer, --seed-workflow); 2. the training loop (/ a plain PyTorch loop); 3. a
+learner's `dvc exp run -S`, the worker on and off (/ the same stages in one warm process); 4. each
+stage in its own process, and its import alone (with several --project, / the same of the first: they
+run in turn); 5. a revisit restored from the run-cache (/ recomputing it); 6. a teammate's clone, pull
+and repro (/ a first run); 7. the animation, neuron maps and snapshots (/ their budgets); 8. with
+--scale, each stage of moons at 1e3 to 1e6 points, its time per point above its start-up, and its peak
+memory above its imports against stages/memory.py's estimate.
 
 Every figure is the median of --repeat runs. The checkout benchmarked (--project, by default this one;
 an older commit's worktree works too: `git worktree add /tmp/old 12b9474`) is snapshotted once: its
@@ -38,7 +39,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
-from workspace import ROOT, CommandFailed, copy_project, edit_params, sh, share
+from workspace import ROOT, CommandFailed, copy_project, edit_params, own_stage_workers, sh, share
 
 PY = sys.executable
 HEAVY = ("torch", "torchmetrics", "sklearn", "matplotlib", "pandas", "scipy")
@@ -115,8 +116,8 @@ class Snapshot:
         return list(stages), list(yaml.safe_load((self.template / "params.yaml").read_text())["datasets"])
 
 
-def repro(project, *flags) -> Run:
-    run = timed("dvc", "repro", *flags, cwd=project)
+def repro(project, *flags, env=None) -> Run:
+    run = timed("dvc", "repro", *flags, cwd=project, env=env)
     assert not run.restored, run.output
     return run
 
@@ -191,6 +192,21 @@ def worker_train_project(log_every, repeat):
     """stages.train.main itself, 1000 epochs of moons, with a curve row every `log_every` epochs."""
     train_for("moons", 1)  # warm-up: lazy imports (pandas), torch's first calls
     return [thousand_epochs("moons", log_every=int(log_every)) for _ in range(int(repeat))]
+
+
+def worker_warm_stages(dataset, stages, repeat):
+    """The stages' main() one after the other in this process, its imports paid by a first round."""
+    import importlib
+
+    modules = [importlib.import_module(f"stages.{stage}") for stage in stages.split(",")]
+    times = []
+    for _ in range(int(repeat) + 1):
+        start = time.perf_counter()
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            for module in modules:
+                module.main(dataset)
+        times.append(time.perf_counter() - start)
+    return times[1:]
 
 
 def worker_train_snapshots(dataset, repeat):
@@ -315,34 +331,48 @@ def worker_estimate(name):
 class Built:
     """What section 1 leaves for the sections after it."""
 
-    project: Path  # built by the last forced cold run
-    cold: float  # the forced cold runs' median
-    clone_runs: list[Run]  # the cold runs in a fresh clone
+    project: Path  # built by the last forced run with no worker alive
+    first: float  # those runs' median
+
+
+def workers(fresh: bool) -> dict:
+    """The environment of a run served by warm stage workers (docs/worker.md) in a new folder, where
+    none is alive yet (fresh), or in the benchmark's own, where one stays warm between runs."""
+    folder = tempfile.mkdtemp(dir=os.environ["BOUNDARY_LAB_WORKER_DIR"]) if fresh else None
+    return {"BOUNDARY_LAB_WORKER_DIR": folder or os.environ["BOUNDARY_LAB_WORKER_DIR"]}
+
+
+def stop_workers(env):
+    timed(PY, "-m", "stages.worker", "stop", "--all", cwd=ROOT, env=env)
 
 
 def cold(args, snap, report) -> Built:
-    report.section = "1. cold dvc repro in a fresh clone (ratio: / peer)"
+    report.section = "1. dvc repro --force --no-run-cache in a fresh copy (ratio: / peer)"
     seed = Path(args.seed_workflow).resolve() if args.seed_workflow else None
     if seed and not seed.is_file():
         print(f"note: {seed} not found; the peer row is skipped", file=sys.stderr)
         seed = None
-    clone_runs, forced, peer, peer1 = [], [], [], []
-    for i in range(args.repeat):  # interleaved with the peer's, so that other users' load hits both alike
-        clone_runs.append(repro(snap.fresh(), "--no-run-cache"))
-        project = snap.fresh()
-        forced.append(repro(project, "--force", "--no-run-cache"))
+    off, first, warm, peer, peer1 = [], [], [], [], []
+    warm_env = workers(fresh=False)
+    repro(snap.fresh(), "--force", "--no-run-cache", env=warm_env)  # starts the warm worker
+    for i in range(args.repeat):  # interleaved with the peer's, so that other users' load hits all alike
+        off.append(repro(snap.fresh(), "--force", "--no-run-cache", env={"BOUNDARY_LAB_WORKER": "off"}))
+        project, env = snap.fresh(), workers(fresh=True)
+        first.append(repro(project, "--force", "--no-run-cache", env=env))
+        stop_workers(env)
+        warm.append(repro(snap.fresh(), "--force", "--no-run-cache", env=warm_env))
         if seed:
             peer.append(timed(PY, seed, project.parent / f"peer{i}"))
             peer1.append(timed(PY, seed, project.parent / f"peer1-{i}", env={"OMP_NUM_THREADS": "1"}))
-        print(f"cold run {i + 1}/{args.repeat}: {forced[-1].seconds:.1f} s", file=sys.stderr)
-    ref, every, ran = median(peer) if peer else None, forced[-1].ran, clone_runs[-1].ran
-    skipped = "; the rest skipped: committed outputs match dvc.lock" if ran < every else ""
-    report.row("dvc repro --no-run-cache", clone_runs, ref, f"{ran}/{every} stages ran{skipped}")
-    cold_run = report.row("dvc repro --force --no-run-cache", forced, ref, "the peer's work and more")
+        print(f"cold run {i + 1}/{args.repeat}: {first[-1].seconds:.1f} s", file=sys.stderr)
+    ref, ran = median(peer) if peer else None, f"{first[-1].ran} stages ran"
+    report.row("BOUNDARY_LAB_WORKER=off", off, ref, f"{ran}, each in a process of its own (before)")
+    first_run = report.row("no worker alive: a first run", first, ref, f"{ran}; the first stage starts one")
+    report.row("the worker warm", warm, ref, f"{ran}, every stage a child of the warm worker")
     if peer:
         report.row(f"python {seed.name} OUT (ref)", peer, ref, "the notebook-style peer, torch's own threads")
         report.row("  the same, OMP_NUM_THREADS=1", peer1, ref, "the peer on one torch thread")
-    return Built(project, cold_run, clone_runs)
+    return Built(project, first_run)
 
 
 def training_loop(args, snap, report):
@@ -365,16 +395,20 @@ def training_loop(args, snap, report):
     report.row("plain PyTorch loop, 1 thread", plain1, ref)
 
 
-def incremental(args, built, report):
-    report.section = "3. incremental dvc repro (ratio: / cold --force)"
-    changed, noop, original = [], [], (built.project / "params.yaml").read_text()
+def experiment(args, built, report):
+    report.section = "3. a learner's dvc exp run -S (ratio: / the same stages in one warm process)"
+    stages = ("train", "evaluate", "plot", "animate")
+    ref = median(worker(built.project, "warm_stages", "moons", ",".join(stages), args.repeat))
+    runs = {"on": [], "off": []}
     for i in range(args.repeat):
-        edit_params(built.project, lambda p, r=201 + i: p["plot"].update(resolution=r))
-        changed.append(repro(built.project))
-        noop.append(repro(built.project))
-    (built.project / "params.yaml").write_text(original)
-    report.row("plot.resolution changed", changed, built.cold, f"{changed[-1].ran} stages ran (plot@*)")
-    report.row("no-op", noop, built.cold, f"{noop[-1].ran} stages ran: dvc's own start-up and checks")
+        for switch, samples in runs.items():  # new lr values each time: nothing is restored
+            lr = f"datasets.moons.train.lr={0.011 + 0.002 * i + 0.001 * (switch == 'off'):.3f}"
+            env = workers(fresh=False) | {"BOUNDARY_LAB_WORKER": switch}
+            samples.append(timed("dvc", "exp", "run", "-S", lr, cwd=built.project, env=env))
+    ran = f"{runs['on'][-1].ran} stages ran ({', '.join(stages)} of moons)"
+    report.row("dvc exp run -S, the worker warm", runs["on"], ref, ran)
+    report.row("dvc exp run -S, BOUNDARY_LAB_WORKER=off", runs["off"], ref, "each stage in its own process")
+    report.row("the same stages' main() in one warm process (ref)", [ref], ref, "imports paid before")
 
 
 def stage_commands(args, snaps, report):
@@ -433,9 +467,9 @@ def revisit(args, project, report):
 
 
 def teammate(args, built, report):
-    report.section = "6. a teammate: git clone, dvc pull --run-cache, dvc repro (ratio: / cold, fresh clone)"
+    report.section = "6. a teammate: git clone, dvc pull --run-cache, dvc repro (ratio: / a first run)"
     origin = share(built.project, built.project.parent, message="computed")
-    samples, ref = [], median(built.clone_runs)
+    samples, ref = [], built.first
     for i in range(args.repeat):
         clone = built.project.parent / f"teammate{i}"
         steps = [timed("git", "clone", "-q", origin, clone), timed("dvc", "pull", "--run-cache", cwd=clone),
@@ -444,7 +478,7 @@ def teammate(args, built, report):
     clone_s, pull_s, repro_s = (step.seconds for step in steps)
     note = f"clone {clone_s:.1f} s, pull {pull_s:.1f} s, repro {repro_s:.1f} s: {steps[-1].ran} stages ran"
     report.row("clone + pull + repro", samples, ref, note)
-    report.row("cold dvc repro --no-run-cache in a fresh clone (ref)", built.clone_runs, ref)
+    report.row("a first run, forced, no worker alive (ref)", [ref], ref)
 
 
 def playground(args, project, report):
@@ -532,7 +566,7 @@ def bench(args, snaps, report):
         return playground(args, project, report)
     built = cold(args, snap, report)
     training_loop(args, snap, report)
-    incremental(args, built, report)
+    experiment(args, built, report)
     stage_commands(args, snaps, report)
     revisit(args, built.project, report)
     teammate(args, built, report)
@@ -566,7 +600,7 @@ def main():
             parser.error(f"--project {checkout}: not a Boundary Lab checkout (no stages/ or dvc.yaml)")
 
     start, load, report = time.perf_counter(), os.getloadavg()[0], Report()
-    with tempfile.TemporaryDirectory(prefix="boundary-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="boundary-bench-") as tmp, own_stage_workers():
         os.environ["DVC_SITE_CACHE_DIR"] = str(Path(tmp) / "dvc-site")  # no state shared with other runs
         try:
             snaps = [Snapshot.of(checkout, Path(tmp)) for checkout in checkouts]

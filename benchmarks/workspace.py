@@ -5,10 +5,12 @@ Importing it sets this process's environment for every command it starts: `dvc` 
 `python` from this interpreter's venv, no DVC analytics, a git identity for commits when none is set.
 """
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -34,6 +36,19 @@ def sh(*args, cwd, check=True, **kwargs) -> subprocess.CompletedProcess:
             f"{' '.join(map(str, args))} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
         )
     return result
+
+
+@contextlib.contextmanager
+def own_stage_workers():
+    """Warm stage workers (stages/worker.py) of this run's own, in a folder of its own, all stopped at
+    the end: nothing is shared with the user's workers, and none is left running."""
+    folder = tempfile.mkdtemp(prefix="boundary-lab-workers-")
+    os.environ["BOUNDARY_LAB_WORKER_DIR"] = folder
+    try:
+        yield Path(folder)
+    finally:
+        sh(sys.executable, "-m", "stages.worker", "stop", "--all", cwd=ROOT)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def tracked_files(root: Path = ROOT) -> list[str]:

@@ -15,9 +15,9 @@ from PIL.PngImagePlugin import Blend
 
 from stages.checkpoint import read_snapshots, snapshots_path
 from stages.drawing import BoundaryFigure, Plane, shown_points
-from stages.errors import run
 from stages.files import data_path, plots_dir, read_points, write_bytes
 from stages.params import load_params
+from stages.runner import run
 
 SIZE, SCALE = (4.8, 4.32), 0.8  # inches, and a share of plot.dpi: frames 0.64 of the final images' pixels
 FRAME_MS, LAST_MS = 80, 2000  # the last frame, the final model, is held before the loop restarts

@@ -26,11 +26,12 @@ from sklearn import metrics
 
 from stages.classifiers import CLASSIFIERS
 from stages.drawing import LABEL_BOX, BoundaryFigure, Plane, counted, plt, shown_points
-from stages.errors import UserError, run
+from stages.errors import UserError
 from stages.files import data_path, plots_dir, read_points, write_bytes, write_json
 from stages.functions import sigmoid, softmax
 from stages.params import ModelConfig, load_params
 from stages.problems import METRICS, generalization
+from stages.runner import run
 
 
 def scores(labels, predicted, problem):

@@ -10,11 +10,11 @@ micro-averaged, for more than two classes).
 import torch
 from torchmetrics.functional import classification as tm
 
-from stages.errors import run
 from stages.files import data_path, metrics_path, model_path, plots_dir, read_points, write_json, write_table
 from stages.models import configure_torch, load_checkpoint, logits_of
 from stages.params import load_params
 from stages.problems import METRICS, generalization
+from stages.runner import run
 
 
 def main(name):

@@ -4,9 +4,9 @@ Writes data/<name>/all.csv and data/<name>/fresh.csv (columns x1,x2,label).
 """
 
 from stages.datasets import generate, independent_seed
-from stages.errors import run
 from stages.files import data_path, write_points
 from stages.params import load_params
+from stages.runner import run
 
 
 def main(name):

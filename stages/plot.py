@@ -15,9 +15,9 @@ import numpy as np
 
 from stages.checkpoint import read_checkpoint
 from stages.drawing import BoundaryFigure, Plane, counted, plt, shading, shown_points
-from stages.errors import run
 from stages.files import data_path, model_path, plots_dir, read_points, write_bytes
 from stages.params import load_params
+from stages.runner import run
 
 TILE = 48  # grid points a side of each neuron's map, drawn one pixel each at 100 dpi
 UNITS = plt.get_cmap("RdBu")  # Playground's diverging colours: one sign red, the other blue

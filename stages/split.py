@@ -3,9 +3,9 @@
 import numpy as np
 
 from stages.datasets import stratified_split
-from stages.errors import run
 from stages.files import DataError, data_path, read_points, write_points
 from stages.params import load_params
+from stages.runner import run
 
 
 def main(name):

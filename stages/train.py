@@ -12,7 +12,7 @@ import sys
 import torch
 
 from stages.checkpoint import snapshots_path
-from stages.errors import UserError, run
+from stages.errors import UserError
 from stages.files import curve_path, data_path, model_path, read_points, write_table
 from stages.models import (
     MLP,
@@ -27,6 +27,7 @@ from stages.models import (
     weights_now,
 )
 from stages.params import TrainParams, load_params
+from stages.runner import run
 
 
 def main(name):

@@ -19,6 +19,7 @@ from benchmarks.workspace import (  # noqa: F401
     ROOT,
     copy_project,
     edit_params,
+    own_stage_workers,
     publish,
     sh,
     share,
@@ -47,6 +48,13 @@ def perturbed_mlp(activation="relu", classes=3, hidden=(6, 5), features=("x1", "
         for parameter in model.parameters():
             parameter.add_(torch.randn_like(parameter))
     return model.eval()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stage_workers():
+    """The stages that DVC runs in the tests are served by warm workers of the session's own."""
+    with own_stage_workers() as folder:
+        yield folder
 
 
 @pytest.fixture

@@ -35,14 +35,16 @@ def project_imports(module: str, seen=None) -> set[str]:
 def test_deps_list_every_project_module_the_stage_imports(stage):
     declared = {dep for dep in DVC_YAML["stages"][stage]["do"]["deps"] if dep.startswith("stages/")}
     imported = {name.replace(".", "/") + ".py" for name in project_imports(f"stages.{stage}")}
-    imported.add("stages/__init__.py")  # `python -m stages.x` imports the package (the CPU pins) first
+    # `python -m stages x` imports the package (the CPU pins) first, then the runner (stages/__main__.py)
+    imported |= {name.replace(".", "/") + ".py" for name in project_imports("stages.__main__")}
+    imported.add("stages/__init__.py")
     assert declared == imported
 
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_stage_runs_as_a_module_per_dataset(stage):
     assert DVC_YAML["stages"][stage]["foreach"] == "${datasets}"
-    assert DVC_YAML["stages"][stage]["do"]["cmd"] == f"python -m stages.{stage} ${{key}}"
+    assert DVC_YAML["stages"][stage]["do"]["cmd"] == f'python -m stages {stage} "${{key}}"'
 
 
 def test_stage_without_dataset_argument_prints_usage():
@@ -73,9 +75,11 @@ def test_a_bad_name_on_the_command_line_is_answered_with_the_name_rule(name):
     assert result.stderr == f"error: dataset name {name!r} {RULE}\n"
 
 
-# Names as DVC's shell receives them in `cmd` (substituted unquoted): split, stripped of quotes,
-# expanded ($, *, ~), cut at a ';'. The stage refuses each as params.yaml writes it.
-MANGLED = ["my moons", '"moons"', "'moons'", "a$HOME", "$UNSET", "moons*", "*", "~", "moons;", "a\\b"]
+# Names as DVC's shell receives them in `cmd`, where ${key} is substituted as written: inside its
+# double quotes a name arrives in one piece, its $ and \ still expanded and its own " ending the
+# quotes. The stage refuses each as params.yaml writes it.
+MANGLED = ["my moons", '"moons"', "'moons'", "moons'x", "a$HOME", "$UNSET", "moons*", "*", "~", "moons;"]
+MANGLED += ["a\\b"]
 
 
 @pytest.mark.parametrize("name", MANGLED)
