@@ -3,6 +3,7 @@
     python benchmarks/bench.py [--project DIR] [--seed-workflow PEER.py] [--repeat N] [--scale] [--json PATH]
     python benchmarks/bench.py --stages-only [--project DIR]... [--repeat N]   # section 4 only
     python benchmarks/bench.py --playground [--project DIR] [--repeat N]       # section 7 only
+    python benchmarks/bench.py --scale-only [--project DIR] [--repeat N]       # section 8 only
 
 The sections, in the order they run, each figure with its ratio to its section's reference: 1. a forced
 `dvc repro`: every stage in its own process, a first run (no warm worker alive) and with the worker warm
@@ -11,7 +12,8 @@ learner's `dvc exp run -S`, the worker on and off (/ the same stages in one warm
 stage in its own process, and its import alone (with several --project, / the same of the first: they
 run in turn); 5. a revisit restored from the run-cache (/ recomputing it); 6. a teammate's clone, pull
 and repro (/ a first run); 7. the animation, neuron maps and snapshots (/ their budgets); 8. with
---scale, each stage of moons at 1e3 to 1e6 points.
+--scale, each stage of moons at 1e3 to 1e6 points, its time per point above its start-up, and its peak
+memory above its imports against stages/memory.py's estimate.
 
 Every figure is the median of --repeat runs. The checkout benchmarked (--project, by default this one;
 an older commit's worktree works too: `git worktree add /tmp/old 12b9474`) is snapshotted once: its
@@ -322,6 +324,16 @@ def worker_io(n, repeat):
     return [int(n) / median(writes), int(n) / median(reads), Path("io.csv").stat().st_size / 2**20]
 
 
+def worker_estimate(name):
+    """MB that stages/memory.py estimates for the dataset `name` of this project's params.yaml (the
+    sum of its costs, as load_params compares it with the memory available)."""
+    from stages.memory import memory_costs
+    from stages.params import parse_params
+
+    params = parse_params(yaml.safe_load(Path("params.yaml").read_text()))
+    return sum(cost.bytes for cost in memory_costs(params, name, params.dataset(name))) / 2**20
+
+
 # ----------------------------------------------------------------------------- the sections, in order
 
 
@@ -523,8 +535,11 @@ def scale(args, snap, report):
     """Each stage of moons at 1e3, 1e5, 1e6 points, and the CSV writer and reader."""
     batch = "batch_size" in (snap.template / "stages" / "params.py").read_text()  # older commits: no batches
     train = SCALE_TRAIN if batch else {"epochs": SCALE_TRAIN["epochs"]}
+    estimates = (snap.template / "stages" / "memory.py").exists()
     report.section = f"8. scale, moons, train {train}, fresh sample 1e5 (ratio: / n=1e3)"
-    small = {}
+    # Each stage's peak memory with its imports alone: its start-up, already in use when load_params
+    # checks the estimate against the memory available; the estimate is what the params add to it.
+    small, imported = {}, {}
     for n in SCALE:
         scaled = snap.fresh()
 
@@ -533,12 +548,22 @@ def scale(args, snap, report):
             p["datasets"]["moons"]["train"].update(train)
 
         edit_params(scaled, update)
+        estimate = worker(scaled, "estimate", "moons") if estimates else None
         for stage in snap.stages_and_datasets()[0]:
             samples = [timed(PY, "-m", f"stages.{stage}", "moons", cwd=scaled) for _ in range(args.repeat)]
             ref = small.setdefault(stage, median(samples))
             extra = median(samples) - ref  # the cost the points add, over the fixed start-up at n=1e3
-            note = f"{extra:+.2f} s over n=1e3, {1e6 * extra / (n - SCALE[0]):.2f} us/point" if extra else ""
-            report.row(f"n={n:.0e} {stage}", samples, ref, note)
+            notes = (
+                [f"{extra:+.2f} s over n=1e3, {1e6 * extra / (n - SCALE[0]):.2f} us/point"] if extra else []
+            )
+            if estimate is not None:
+                if stage not in imported:
+                    imported[stage] = timed(PY, "-c", f"import stages.{stage}", cwd=scaled).peak_mb
+                above = max(sample.peak_mb for sample in samples) - imported[stage]
+                notes.append(
+                    f"{above:.0f} MB over its imports, {above / estimate:.0%} of {estimate:.0f} MB estimated"
+                )
+            report.row(f"n={n:.0e} {stage}", samples, ref, "; ".join(notes))
         write, read, size = worker(scaled, "io", n, args.repeat)
         note = f"{size:.1f} MB, stages.files.write_points"
         report.row(f"n={n:.0e} write all.csv", [write], small.setdefault("write", write), note, unit="rows/s")
@@ -555,6 +580,8 @@ def bench(args, snaps, report):
     if args.stages_only:
         return stage_commands(args, snaps, report)
     [snap] = snaps
+    if args.scale_only:
+        return scale(args, snap, report)
     if args.playground:
         project = snap.fresh()
         repro(project, "--no-run-cache")
@@ -582,6 +609,9 @@ def main():
     only.add_argument("--stages-only", action="store_true", help="only section 4: each stage's figures")
     only.add_argument(
         "--playground", action="store_true", help="only section 7: animation, neurons, snapshots"
+    )
+    only.add_argument(
+        "--scale-only", action="store_true", help="only section 8: each stage at 1e3 to 1e6 points"
     )
     args = parser.parse_args()
     checkouts = [path.resolve() for path in args.project or [ROOT]]

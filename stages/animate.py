@@ -33,7 +33,7 @@ def main(name):
     # A grid of its own: frames are smaller than the final images, and the field is most of their cost.
     plane = Plane(np.concatenate([points for points, _ in splits.values()]), plot.frame_resolution)
     points, labels = splits["train"]
-    shown = shown_points(len(labels), plot.max_points, np.random.default_rng(0))  # the plot stage's
+    shown = shown_points(len(labels), len(splits["test"][1]), plot.max_points)["train"]
 
     figure = BoundaryFigure(plane, problem, round(SCALE * plot.dpi), SIZE)
     frames = []

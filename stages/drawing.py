@@ -23,12 +23,25 @@ def shading(field):
     return np.clip(field @ (1.0 - 0.55 * (1.0 - colours)), 0.0, 1.0)
 
 
-def shown_points(count, max_points, rng):
-    """The indices of the points a figure draws: all of them, or a seeded sample of max_points in
-    their order (readable and fast for big sets); plot and animate draw the same training points."""
-    if count <= max_points:
-        return np.arange(count)
-    return np.sort(rng.choice(count, max_points, replace=False))
+def shown_points(train: int, test: int, max_points: int) -> dict[str, np.ndarray]:
+    """The indices of the training and test points that a figure draws: all of a set, or a seeded
+    sample of max_points in their order (readable and fast for big sets). One generator draws the
+    train set's sample, then the test set's: plot, animate and baselines draw the same points."""
+    rng = np.random.default_rng(0)
+    return {
+        split: np.arange(count)
+        if count <= max_points
+        else np.sort(rng.choice(count, max_points, replace=False))
+        for split, count in (("train", train), ("test", test))
+    }
+
+
+def counted(part: int, whole: int) -> str:
+    """How many of a set's points a label speaks of: "part of whole", or "whole" if that is all."""
+    return f"{part} of {whole}" if part < whole else f"{whole}"
+
+
+LABEL_BOX = dict(boxstyle="round", facecolor="white", alpha=0.85)  # text over the shading, readable
 
 
 class Plane:
@@ -75,9 +88,15 @@ class BoundaryFigure:
             self.axes.scatter([], [], c="white", s=60, marker="X", edgecolors="black", label="misclassified")
         )
         self.axes.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.85)
-        box = dict(boxstyle="round", facecolor="white", alpha=0.85)
         self.caption = self.axes.text(
-            0.02, 0.98, "", transform=self.axes.transAxes, va="top", fontsize=11, fontweight="bold", bbox=box
+            0.02,
+            0.98,
+            "",
+            transform=self.axes.transAxes,
+            va="top",
+            fontsize=11,
+            fontweight="bold",
+            bbox=LABEL_BOX,
         )
         extent = plane.extent()
         self.axes.set(xlim=extent[:2], ylim=extent[2:], xlabel="x1", ylabel="x2")

@@ -7,13 +7,16 @@ stage allocates anything.
 The estimates are per item (a point, a weight, a logged epoch), rounded up from what the stages
 allocate, so they refuse what cannot fit rather than what is close; tests/test_memory.py holds the
 per-point one against a real stage's peak memory. The counts come from their owners: the model's
-tensors, the inference batch and the snapshots kept from the config that the model and training read.
+tensors, the inference batch and the snapshots kept from the config that the model and training read;
+what each baseline classifier holds, and which of them are fitted on a bounded sample, from
+stages/classifiers.py. The costs of all the stages are added up, as if one process ran them all.
 """
 
 import os
 from math import prod
 from typing import NamedTuple
 
+from stages.classifiers import CLASSIFIERS
 from stages.params import PARAMS_FILE, DatasetParams, ModelConfig, Params, ParamsError, TrainParams
 
 POINT_BYTES = 300  # a CSV row read: the file's bytes, its text, NumPy's parse, the arrays
@@ -22,6 +25,15 @@ WEIGHT_BYTES = 24  # per weight: float32 value, gradient, Adam's two moments, th
 SNAPSHOT_BYTES = 16  # per weight and snapshot: the copy kept and its share of the snapshots file
 CURVE_ROW_BYTES = 256  # a logged epoch: its loss and accuracy rows, as Python numbers in lists
 GRID_BYTES = 16  # per grid point and (class + 8): probabilities, colours and the points, in float64
+# The baselines stage: every train, test and fresh point in one array to predict and the stratified
+# sample's draw (per point); each classifier's predictions, batched then split (per point and
+# classifier); each classifier's field on the grid, kept until drawn (per grid point and class + 1);
+# what a call on a batch allocates (per point of a batch: a forest's per-tree probabilities, the
+# nearest neighbours' distances and indices...), a batch per classifier (at most a thread each).
+BASELINE_POINT_BYTES = 64
+PREDICTION_BYTES = 16
+FIELD_BYTES = 8
+BATCH_POINT_BYTES = 512
 
 
 class Cost(NamedTuple):
@@ -88,7 +100,37 @@ def memory_costs(params: Params, name: str, dataset: DatasetParams) -> list[Cost
             f"a learning-curve row every log_every = {train.log_every} epochs",
         ),
         Cost(grid, grids[grid], grids[grid] ** 2 * (data.classes + 8) * GRID_BYTES, "the probability grid"),
+        *baselines_costs(params, name, dataset),
     ]
+
+
+def baselines_costs(params: Params, name: str, dataset: DatasetParams) -> list[Cost]:
+    """The baselines stage's: each classifier fitted (on the points its sample bound leaves it), and
+    every point predicted and every grid point drawn by each, in batches."""
+    data, path, bound = dataset.data, f"datasets.{name}", params.baselines.max_train_points
+    costs = []
+    for key in dataset.baselines:
+        classifier = CLASSIFIERS[key]
+        if classifier.sampled and bound < data.n_samples:  # the training points are fewer than n_samples
+            sized_by, fit = ("baselines.max_train_points", bound), bound
+        else:
+            sized_by, fit = (f"{path}.data.n_samples", data.n_samples), data.n_samples
+        fitted = classifier.fitted_bytes(fit, data.classes)
+        costs.append(Cost(*sized_by, fitted, f"{classifier.estimator} fitted on at most {fit} points"))
+    points = data.n_samples + params.generalization.n_samples  # the train, test and fresh points
+    each = points * PREDICTION_BYTES + params.plot.resolution**2 * (data.classes + 1) * FIELD_BYTES
+    batches = (
+        len(dataset.baselines) * ModelConfig.INFERENCE_BATCH * BATCH_POINT_BYTES
+    )  # at most a thread each
+    costs.append(
+        Cost(
+            f"{path}.baselines",
+            dataset.baselines,
+            points * BASELINE_POINT_BYTES + len(dataset.baselines) * each + batches,
+            "each one's predictions of every point and its field on the grid, a batch per thread",
+        )
+    )
+    return costs
 
 
 def available_memory() -> int | None:

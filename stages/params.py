@@ -170,6 +170,12 @@ class GeneralizationParams(Schema):
     n_samples: Integer(1) = 100_000
 
 
+class BaselinesParams(Schema):
+    # The most training points a classifier whose fit costs more than linearly (stages/classifiers.py,
+    # `sampled`) is fitted on: above it, a sample seeded by the dataset's train seed, stratified.
+    max_train_points: Integer(100) = 10_000
+
+
 class PlotParams(Schema):
     resolution: Integer(10, 2000) = 200  # grid cells per axis
     max_points: Integer(1) = 2000  # points drawn per figure, sampled when there are more
@@ -181,6 +187,7 @@ class PlotParams(Schema):
 class Params(Schema):
     datasets: dict[str, DatasetParams]
     generalization: GeneralizationParams = GeneralizationParams()
+    baselines: BaselinesParams = BaselinesParams()
     plot: PlotParams = PlotParams()
 
     def dataset(self, name: str) -> DatasetParams:

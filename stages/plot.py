@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from stages.checkpoint import read_checkpoint
-from stages.drawing import BoundaryFigure, Plane, plt, shading, shown_points
+from stages.drawing import BoundaryFigure, Plane, counted, plt, shading, shown_points
 from stages.files import data_path, model_path, plots_dir, read_points, write_bytes
 from stages.params import load_params
 from stages.runner import run
@@ -46,13 +46,12 @@ def boundary_pngs(name, model, splits, plane, plot) -> dict[str, bytes]:
     shading and boundary over `plane`, the split's points on it. The notebook draws with it too."""
     field = plane.field(model)
     figure = BoundaryFigure(plane, model.config.problem, plot.dpi)
-    sample = np.random.default_rng(0)
+    samples = shown_points(len(splits["train"][1]), len(splits["test"][1]), plot.max_points)
     pictures = {}
     for split, (points, labels) in splits.items():
         predicted = model.predict(points)
-        shown = shown_points(len(labels), plot.max_points, sample)
-        count = f"{len(shown)} of {len(labels)}" if len(shown) < len(labels) else f"{len(labels)}"
-        title = f"{name}: {split} set ({count} points)"
+        shown = samples[split]
+        title = f"{name}: {split} set ({counted(len(shown), len(labels))} points)"
         caption = f"accuracy {(predicted == labels).mean():.1%}"
         figure.draw(field, points[shown], labels[shown], predicted[shown], title, caption)
         pictures[split] = figure.png()

@@ -5,6 +5,7 @@ boundary_test.png, and what reruns it, through DVC."""
 import json
 import math
 import os
+import re
 import sys
 
 import numpy as np
@@ -20,7 +21,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.svm import SVC
 from torchmetrics.functional import classification as tm
 
-from stages.baselines import probabilities, scores
+from stages.baselines import fit_sample, probabilities, scores
 from stages.classifiers import CLASSIFIERS
 from stages.datasets import generate, independent_seed, stratified_split
 from stages.files import write_points
@@ -349,3 +350,131 @@ def test_only_its_own_params_rerun_it(rebuilt):
     status = json.loads(sh("dvc", "status", "--json", cwd=rebuilt).stdout)
     assert {"train@moons", "baselines@moons"} <= set(status)
     assert not {"baselines@spiral", "train@spiral"} & set(status)
+
+
+# ---------------------------------------------------------------------------------------------
+# baselines.max_train_points: SVC and the forest on a seeded, stratified sample, said so
+
+
+SAMPLED = {
+    "datasets": {"moons": dataset({"kind": "moons", "n_samples": 600, "noise": 0.3, "seed": 1})},
+    "generalization": {"n_samples": 3000},
+    "baselines": {"max_train_points": 100},  # of the 420 training points
+    "plot": {"resolution": 60, "max_points": 50, "dpi": 40},
+}
+
+
+@pytest.fixture(scope="module")
+def sampled(tmp_path_factory):
+    project = make_project(tmp_path_factory.mktemp("baselines") / "sampled", SAMPLED)
+    stage(project, "moons")
+    return project
+
+
+def oracle_sample(labels, size, seed):
+    """scikit-learn's stratified shuffle split, called as its own class: the sample's indices, sorted."""
+    from sklearn.model_selection import StratifiedShuffleSplit  # noqa: PLC0415
+
+    [(chosen, _)] = StratifiedShuffleSplit(n_splits=1, train_size=size, random_state=seed).split(
+        labels, labels
+    )
+    return np.sort(chosen)
+
+
+def test_svc_and_the_forest_are_fitted_on_the_seeded_stratified_sample(sampled):
+    """Each accuracy is the estimator's own score when fitted on the sample, on every point."""
+    splits = {split: read(sampled, "moons", split) for split in ("train", "test", "fresh")}
+    chosen = oracle_sample(splits["train"][1], 100, TRAIN_SEED)
+    metrics = written(sampled, "moons")
+    for key, build in ORACLES.items():
+        sample = CLASSIFIERS[key].sampled
+        assert sample == (key in ("svm", "forest")), key  # the classifiers whose fit costs more than linearly
+        points, labels = splits["train"]
+        fit_on = chosen if sample else slice(None)
+        estimator = build(TRAIN_SEED).fit(points[fit_on], labels[fit_on])
+        for split in ("train", "test", "fresh"):
+            score = metrics[key]["generalization" if split == "fresh" else split]["accuracy"]
+            assert score == round(estimator.score(*splits[split]), 6), (key, split)
+        assert metrics[key]["generalization"]["n_samples"] == 3000
+        assert (metrics[key].get("fitted_on"), list(metrics[key])[0]) == (
+            ({"points": 100, "of": 420}, "fitted_on") if sample else (None, "train")
+        ), key
+
+
+def test_the_sample_is_stratified_seeded_and_all_points_up_to_the_bound():
+    labels = np.repeat([0, 1, 2], [500, 300, 200])
+    chosen = fit_sample(labels, 100, 7)
+    assert len(chosen) == 100 and list(chosen) == sorted(set(chosen))
+    assert np.bincount(labels[chosen]).tolist() == [50, 30, 20]  # each class in its share
+    assert np.array_equal(chosen, fit_sample(labels, 100, 7))
+    assert not np.array_equal(chosen, fit_sample(labels, 100, 8))
+    assert np.array_equal(fit_sample(labels, 1000, 7), np.arange(1000))
+    assert np.array_equal(fit_sample(labels, 5000, 7), np.arange(1000))
+
+
+def test_the_panels_say_which_fits_are_on_a_sample(sampled, monkeypatch):
+    """The text drawn on each panel, recorded as matplotlib sets it, with the stage run in-process."""
+    import matplotlib.text  # noqa: PLC0415
+
+    from stages import baselines  # noqa: PLC0415
+
+    texts, set_text = [], matplotlib.text.Text.set_text
+
+    def recorded(self, text):
+        texts.append(str(text))
+        set_text(self, text)
+
+    monkeypatch.setattr(matplotlib.text.Text, "set_text", recorded)
+    monkeypatch.chdir(sampled)
+    before = outputs(sampled, "moons")
+    baselines.main("moons")
+    notes = [text for text in texts if text.startswith(("fit on", "shading"))]
+    assert notes == [
+        "fit on 100 of 420 training points\nshading: sigmoid of its decision function (no probabilities)",
+        "fit on 100 of 420 training points",
+    ]
+    assert outputs(sampled, "moons") == before  # in-process or not, the same bytes
+
+
+def test_a_sampled_run_again_writes_the_same_bytes_and_another_seed_others(sampled, tmp_path):
+    before = outputs(sampled, "moons")
+    stage(sampled, "moons")
+    assert outputs(sampled, "moons") == before
+    raw = yaml.safe_load(yaml.safe_dump(SAMPLED))
+    raw["datasets"]["moons"]["train"]["seed"] = TRAIN_SEED + 1
+    other = make_project(tmp_path / "other", raw)
+    stage(other, "moons")
+    metrics, moved = written(sampled, "moons"), written(other, "moons")
+    assert metrics["svm"] != moved["svm"] and metrics["logistic"] == moved["logistic"]
+
+
+@pytest.mark.parametrize("value", [99, 0, -5, True, 1.5])
+def test_a_bound_out_of_range_is_refused_in_one_line(value):
+    raw = yaml.safe_load(yaml.safe_dump(SAMPLED))
+    raw["baselines"]["max_train_points"] = value
+    with pytest.raises(ParamsError) as error:
+        parse_params(raw)
+    assert (
+        str(error.value) == f"params.yaml: baselines.max_train_points = {value!r}: must be an integer >= 100"
+    )
+
+
+def test_a_bound_out_of_range_stops_the_stage_in_one_line(tmp_path):
+    raw = yaml.safe_load(yaml.safe_dump(SAMPLED))
+    raw["baselines"]["max_train_points"] = 10
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    message = "params.yaml: baselines.max_train_points = 10: must be an integer >= 100"
+    assert assert_one_line_error(stage(tmp_path, "moons", check=False), message) == f"error: {message}"
+
+
+def test_the_docs_name_the_sampled_classifiers_of_the_registry():
+    """docs/pipeline.md's row of baselines.max_train_points names the classifiers it bounds."""
+    [row] = [
+        line
+        for line in (ROOT / "docs" / "pipeline.md").read_text().splitlines()
+        if line.startswith("| `baselines.max_train_points`")
+    ]
+    named = re.search(r"\(((?:`\w+`, )*`\w+`): `sampled` in Registries' `CLASSIFIERS`\)", row).group(1)
+    assert re.findall(r"`(\w+)`", named) == [
+        key for key, classifier in CLASSIFIERS.items() if classifier.sampled
+    ]

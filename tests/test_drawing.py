@@ -9,7 +9,7 @@ from conftest import perturbed_mlp
 from PIL import Image
 
 from stages.checkpoint import Checkpoint
-from stages.drawing import BoundaryFigure, Plane, shading
+from stages.drawing import COLOURS, BoundaryFigure, Plane, counted, shading, shown_points
 from stages.plot import GAP, TILE, mosaic, neurons, unit_scaled
 from stages.problems import problem_of
 
@@ -88,3 +88,21 @@ def test_a_figure_drawn_again_is_the_same_as_one_drawn_fresh():
     again = [reused.draw(*a).png() for a in args][-1]
     fresh = BoundaryFigure(plane, problem_of(3), 50).draw(*args[1]).png()
     assert again == fresh
+
+
+@pytest.mark.parametrize(("train", "test"), [(5000, 3000), (5000, 1000), (800, 3000), (800, 200)])
+def test_the_shown_points_are_one_generators_train_sample_then_test_sample(train, test):
+    """What plot, animate and baselines draw: the train set's sample, then the test set's, from one
+    generator seeded 0 (as the stages drew them before they shared the function), each sorted."""
+    rng = np.random.default_rng(0)
+    expected = {}
+    for split, count in (("train", train), ("test", test)):
+        expected[split] = (
+            sorted(rng.choice(count, 2000, replace=False)) if count > 2000 else list(range(count))
+        )
+    shown = shown_points(train, test, 2000)
+    assert {split: list(indices) for split, indices in shown.items()} == expected
+
+
+def test_a_label_counts_a_part_of_a_set_or_the_whole_set():
+    assert (counted(2000, 200000), counted(200, 200)) == ("2000 of 200000", "200")

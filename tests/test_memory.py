@@ -2,6 +2,7 @@
 naming the key that costs the most, before any work; the per-point estimate against a real stage."""
 
 import copy
+import json
 import os
 import re
 from pathlib import Path
@@ -34,13 +35,13 @@ M = ("datasets", "moons")
 GB = 10**9
 
 TOO_BIG = [
-    # id, path, value, available bytes, the message after "params.yaml: "
+    # id, path, value, available bytes, the message after "params.yaml: "[, top-level sections set too]
     (
         "n_samples",
         (*M, "data", "n_samples"),
         10**10,
         23 * GB,
-        "datasets.moons.data.n_samples = 10000000000: needs about 5,800 GB of memory (its points as CSV "
+        "datasets.moons.data.n_samples = 10000000000: needs about 9,000 GB of memory (its points as CSV "
         "text and arrays), this machine has 23 GB available",
     ),
     (
@@ -48,7 +49,7 @@ TOO_BIG = [
         ("generalization", "n_samples"),
         10**9,
         23 * GB,
-        "generalization.n_samples = 1000000000: needs about 300 GB of memory (its points as CSV text "
+        "generalization.n_samples = 1000000000: needs about 428 GB of memory (its points as CSV text "
         "and arrays), this machine has 23 GB available",
     ),
     (
@@ -80,7 +81,7 @@ TOO_BIG = [
         ("plot", "resolution"),
         2000,
         GB // 2,
-        "plot.resolution = 2000: needs about 0.6 GB of memory (the probability grid), this machine has "
+        "plot.resolution = 2000: needs about 1.2 GB of memory (the probability grid), this machine has "
         "0.5 GB available",
     ),
     (
@@ -88,17 +89,39 @@ TOO_BIG = [
         ("plot", "frame_resolution"),
         2000,
         GB // 2,
-        "plot.frame_resolution = 2000: needs about 0.6 GB of memory (the probability grid), this machine "
+        "plot.frame_resolution = 2000: needs about 0.8 GB of memory (the probability grid), this machine "
         "has 0.5 GB available",
+    ),
+    (
+        "the forest, at the bound on its training points",
+        (*M, "data", "n_samples"),
+        10**8,
+        23 * GB,
+        "baselines.max_train_points = 10000000: needs about 195 GB of memory (RandomForestClassifier "
+        "fitted on at most 10000000 points), this machine has 23 GB available",
+        {"baselines": {"max_train_points": 10**7}},
+    ),
+    (
+        "the forest, on every training point, below the bound",
+        (*M, "data", "n_samples"),
+        10**7,
+        23 * GB,
+        "datasets.moons.data.n_samples = 10000000: needs about 114 GB of memory (RandomForestClassifier "
+        "fitted on at most 10000000 points), this machine has 23 GB available",
+        {"baselines": {"max_train_points": 10**8}},
     ),
 ]
 
 
 @pytest.mark.parametrize(
-    ("path", "value", "available", "expected"), [r[1:] for r in TOO_BIG], ids=[r[0] for r in TOO_BIG]
+    ("path", "value", "available", "expected", "also"),
+    [(*r[1:5], r[5] if len(r) > 5 else {}) for r in TOO_BIG],
+    ids=[r[0] for r in TOO_BIG],
 )
-def test_a_size_that_cannot_be_allocated_is_refused_naming_the_key(raw, path, value, available, expected):
-    parsed = parse_params(mutated(raw, path, value))  # the schema lets it through
+def test_a_size_that_cannot_be_allocated_is_refused_naming_the_key(
+    raw, path, value, available, expected, also
+):
+    parsed = parse_params(mutated(raw, path, value) | also)  # the schema lets it through
     with pytest.raises(ParamsError) as caught:
         memory.check_memory(parsed, available=available)
     assert str(caught.value) == f"params.yaml: {expected}"
@@ -174,3 +197,42 @@ def test_the_per_point_estimate_covers_a_real_stages_growth(project):
     for stage in ("generate", "split"):
         per_point = (peaks[stage, 400_000] - peaks[stage, 20_000]) / 380_000
         assert 0 < per_point <= memory.POINT_BYTES, (stage, per_point, peaks)
+
+
+@pytest.mark.e2e
+def test_the_baselines_estimates_cover_a_real_stages_growth(project):
+    """The peak memory of the baselines stage fitting only SVC, or only the forest, on 1,000 and on
+    20,000 of moons' 40,000 training points (baselines.max_train_points): what the larger fit adds is
+    within what stages/classifiers.py says the classifier holds. Every point is still predicted."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from stages.classifiers import CLASSIFIERS  # noqa: PLC0415
+
+    if not os.path.exists("/proc/self/clear_refs"):
+        pytest.skip("no /proc/self/clear_refs here (Linux only)")
+    raw = yaml.safe_load((project / "params.yaml").read_text())
+    raw["datasets"]["moons"]["data"]["n_samples"] = 50_000
+    raw["generalization"]["n_samples"] = 20_000
+
+    def peak(stage, **changes):
+        for key, value in changes.items():
+            set_in(raw, key, value)
+        (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+        code = MEASURE.replace("STAGE", repr(f"stages.{stage}")).replace('"spiral"', '"moons"')
+        result = subprocess.run(
+            [sys.executable, "-c", code], cwd=project, capture_output=True, text=True, check=True
+        )
+        return int(result.stdout.split()[-1]) * 1024
+
+    peak("generate"), peak("split")
+    for key in ("svm", "forest"):
+        small, large = (
+            peak("baselines", **{"datasets.moons.baselines": [key], "baselines.max_train_points": bound})
+            for bound in (1_000, 20_000)
+        )
+        classifier = CLASSIFIERS[key]
+        estimated = classifier.fitted_bytes(20_000, 2) - classifier.fitted_bytes(1_000, 2)
+        assert 0 < large - small <= estimated, (key, small, large, estimated)
+        metrics = json.loads((project / "metrics" / "baselines" / "moons.json").read_text())
+        assert metrics[key]["fitted_on"] == {"points": 20_000, "of": 40_000}
