@@ -7,11 +7,12 @@ fit costs more than linearly (SVC, the forest) on at most baselines.max_train_po
 sample stratified by class and seeded by the train seed. Writes metrics/baselines/<name>.json: for
 each classifier, a section laid out and rounded as the MLP's metrics/<name>.json (train and test
 accuracy, precision, recall, f1, each averaged over more than two classes as its METRICS entry in
-stages/problems.py says; the accuracy on fresh.csv with its standard error, less the loss), led by `fitted_on` where it was fitted on a
-sample; and plots/<name>/baselines.png: a panel per classifier, each drawn as the plot stage draws
-boundary_test.png (stages/drawing.py: the same plane, size, points and colours), which says so too.
-Every classifier is scored and drawn on every point of train, test, fresh and the grid, in batches.
-The metrics are scikit-learn's, not torchmetrics': this stage imports no torch.
+stages/problems.py says; the accuracy on fresh.csv with its standard error, less the loss), led by
+`fitted_on` where it was fitted on a sample; and plots/<name>/baselines.png: a panel per classifier,
+each drawn as the plot stage draws boundary_test.png (stages/drawing.py: the same plane, size,
+points and colours), which says so too. Every classifier is scored and drawn on every point of
+train, test, fresh and the grid, in batches. The metrics are scikit-learn's, not torchmetrics': this
+stage imports no torch.
 """
 
 import functools

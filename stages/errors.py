@@ -8,6 +8,13 @@ class UserError(Exception):
     """Bad params, a missing or malformed file: told to the user in one line, with no traceback."""
 
 
+PARAMS_FILE = "params.yaml"
+
+
+class ParamsError(UserError):
+    """A bad value in params.yaml (stages/params.py's schema, stages/memory.py's estimate)."""
+
+
 def one_line_warning(message, category, filename, lineno, file=None, line=None):
     """A library's warning in one line, in place of Python's message and source line (and whatever
     else the message spans): `warning: <category>: <its first line>`."""

@@ -12,12 +12,17 @@ what each baseline classifier holds, and which of them are fitted on a bounded s
 stages/classifiers.py. The costs of all the stages are added up, as if one process ran them all.
 """
 
+from __future__ import annotations
+
 import os
 from math import prod
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from stages.classifiers import CLASSIFIERS
-from stages.params import PARAMS_FILE, DatasetParams, ModelConfig, Params, ParamsError, TrainParams
+from stages.errors import PARAMS_FILE, ParamsError
+
+if TYPE_CHECKING:  # the schema checks params before this module reads them: no import back at run time
+    from stages.params import DatasetParams, Params
 
 POINT_BYTES = 300  # a CSV row read: the file's bytes, its text, NumPy's parse, the arrays
 ACTIVATION_BYTES = 8  # per point per unit in a forward and backward pass: outputs and gradients
@@ -67,8 +72,8 @@ def memory_costs(params: Params, name: str, dataset: DatasetParams) -> list[Cost
     weights = sum(prod(shape) for shape in config.tensor_shapes().values())
     units = sum(fan_in for _, fan_in, _ in config.linear_layers()) + config.problem.outputs
     at_once = min(train.batch_size or data.n_samples, data.n_samples)  # points in one training step
-    snapshots = min(train.epochs + 1, TrainParams.SNAPSHOTS + 1)  # with the untrained weights
-    batch = ModelConfig.INFERENCE_BATCH
+    snapshots = min(train.epochs + 1, train.SNAPSHOTS + 1)  # with the untrained weights
+    batch = config.INFERENCE_BATCH
     rows = train.epochs // train.log_every + 2
     # The larger of the two probability grids: the plot and the animation draw in separate processes.
     grids = {"plot.resolution": params.plot.resolution, "plot.frame_resolution": params.plot.frame_resolution}
@@ -120,7 +125,7 @@ def baselines_costs(params: Params, name: str, dataset: DatasetParams) -> list[C
     points = data.n_samples + params.generalization.n_samples  # the train, test and fresh points
     each = points * PREDICTION_BYTES + params.plot.resolution**2 * (data.classes + 1) * FIELD_BYTES
     batches = (
-        len(dataset.baselines) * ModelConfig.INFERENCE_BATCH * BATCH_POINT_BYTES
+        len(dataset.baselines) * dataset.config.INFERENCE_BATCH * BATCH_POINT_BYTES
     )  # at most a thread each
     costs.append(
         Cost(

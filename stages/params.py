@@ -23,20 +23,15 @@ from pydantic_core import PydanticCustomError
 
 from stages.classifiers import CLASSIFIERS
 from stages.datasets import KINDS
-from stages.errors import UserError
+from stages.errors import PARAMS_FILE, ParamsError
 from stages.functions import ACTIVATIONS, FEATURES
+from stages.memory import check_memory
 from stages.problems import Classification, problem_of
-
-PARAMS_FILE = "params.yaml"
 
 DEVICES = ("cpu", "cuda", "auto")
 DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # used in file names and on command lines
 SEED_MAX = 2**32 - 1  # scikit-learn's random_state (make_moons) takes no larger seed; one range for all
 MAX_CLASSES = 10  # the plots colour each class from matplotlib's tab10, which has ten colours
-
-
-class ParamsError(UserError):
-    pass
 
 
 def _not_a_bool(value):
@@ -200,8 +195,6 @@ class Params(Schema):
 
 def load_params(path: str = PARAMS_FILE) -> Params:
     import yaml  # noqa: PLC0415 - keeps `import stages.params` free for tests that build dicts
-
-    from stages.memory import check_memory  # noqa: PLC0415 - it reads this module's types
 
     try:
         with open(path, encoding="utf-8") as file:

@@ -138,11 +138,26 @@ def receive(sock, fds=0):
     return json.loads(data[4:]), received
 
 
+@contextlib.contextmanager
+def short(path: Path):
+    """`path` as a socket's address, which has room for about 100 bytes: through the folder's open
+    file descriptor (/proc/self/fd/N/name) where it is longer. The folder's permissions still apply."""
+    if len(os.fsencode(path)) < 100:
+        yield str(path)
+        return
+    folder = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{folder}/{path.name}"
+    finally:
+        os.close(folder)
+
+
 def connect(path: Path):
     """A connection to the worker listening at `path`, or None if none listens there."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.connect(str(path))
+        with short(path) as address:
+            sock.connect(address)
     except OSError:
         sock.close()
         return None
@@ -275,7 +290,8 @@ def serve(path: Path) -> None:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     starting = path.with_name(f".{path.name}.{os.getpid()}")
     starting.unlink(missing_ok=True)
-    listener.bind(str(starting))
+    with short(starting) as address:
+        listener.bind(address)
     listener.listen(64)
     loaded = preload()
     settle()

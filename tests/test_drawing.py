@@ -9,7 +9,7 @@ from conftest import perturbed_mlp
 from PIL import Image
 
 from stages.checkpoint import Checkpoint
-from stages.drawing import COLOURS, BoundaryFigure, Plane, counted, shading, shown_points
+from stages.drawing import BoundaryFigure, Plane, counted, shading, shown_points
 from stages.plot import GAP, TILE, mosaic, neurons, unit_scaled
 from stages.problems import problem_of
 

@@ -120,3 +120,39 @@ def test_the_committed_lock_hashes_the_current_code():
             if dep["path"].startswith("stages/"):
                 md5 = hashlib.md5((ROOT / dep["path"]).read_bytes()).hexdigest()
                 assert dep["md5"] == md5, f"{stage}: {dep['path']} changed since dvc.lock; run dvc repro"
+
+
+def runtime_imports(module: str) -> set[str]:
+    """The `stages.*` modules that `module` imports when it runs (not those under TYPE_CHECKING)."""
+    tree = ast.parse((ROOT / (module.replace(".", "/") + ".py")).read_text())
+    skipped = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING"
+        for inner in ast.walk(node)
+    }
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("stages."):
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.startswith("stages.")}
+    return found
+
+
+def test_no_import_circle():
+    """No module of stages/ imports, through any others, one that imports it back."""
+    graph = {
+        f"stages.{path.stem}": runtime_imports(f"stages.{path.stem}")
+        for path in (ROOT / "stages").glob("*.py")
+    }
+    for start, imported in graph.items():
+        seen, todo = set(), list(imported)
+        while todo:
+            module = todo.pop()
+            assert module != start, f"{start} imports itself back"
+            if module not in seen:
+                seen.add(module)
+                todo.extend(graph.get(module, ()))

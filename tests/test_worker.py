@@ -508,8 +508,15 @@ def test_status_and_stop(tmp_path):
 def test_an_idle_worker_exits(tmp_path):
     folder = copy_stages(tmp_path / "project")
     env = environ(BOUNDARY_LAB_WORKER_DIR=str(tmp_path / "workers"), BOUNDARY_LAB_WORKER_IDLE="1")
-    pid = warm(folder, env)
-    assert gone(pid, within=20)
+    probe(folder, env=env)  # starts one, which exits after a second without a stage
+    log = next((tmp_path / "workers").glob("*.log"), None)
+    deadline = time.monotonic() + 60
+    while log is None or "exits" not in log.read_text():
+        assert time.monotonic() < deadline, "no worker exited within 60 s"
+        time.sleep(0.2)
+        log = next((tmp_path / "workers").glob("*.log"), None)
+    pid = int(log.read_text().split()[1])
+    assert gone(pid)
     assert not list((tmp_path / "workers").glob("*.sock"))
 
 
@@ -523,6 +530,19 @@ def test_the_first_run_starts_one_in_the_background(tmp_path):
     try:
         served, _ = probe(folder, env=env)
         assert served["pid"] not in (first["pid"], pid)
+    finally:
+        sh(sys.executable, "-m", "stages.worker", "stop", cwd=folder, env=env)
+
+
+def test_a_long_folder_name_is_served(tmp_path):
+    """A socket's address holds about 100 bytes; the folder's name may be longer."""
+    folder = copy_stages(tmp_path / "project")
+    workers = tmp_path / ("w" * 100)
+    env = environ(BOUNDARY_LAB_WORKER_DIR=str(workers))
+    try:
+        pid = warm(folder, env)
+        assert probe(folder, env=env)[0]["pid"] != pid
+        assert worker_pid(folder, env) == pid
     finally:
         sh(sys.executable, "-m", "stages.worker", "stop", cwd=folder, env=env)
 
