@@ -93,7 +93,7 @@ class Playground:
         weights = {key: tensor.detach().numpy() for key, tensor in trained.model.state_dict().items()}
         model = Checkpoint(dataset.config, weights, "cpu")
         plane = Plane(np.concatenate([points for points, _ in splits.values()]), params.plot.resolution)
-        png = boundary_pngs(self.name, model, {"test": splits["test"]}, plane, params.plot)["test"]
+        png = boundary_pngs(self.name, model, splits, plane, params.plot, drawn=["test"])["test"]
         self.values = values
         accuracy = trained.curves["accuracy"]["test"][-1]
         self.last = Picture(png, time.perf_counter() - start, accuracy, values)

@@ -41,14 +41,16 @@ def main(name):
     )
 
 
-def boundary_pngs(name, model, splits, plane, plot) -> dict[str, bytes]:
-    """The boundary_<split>.png of each split, {split: (points, labels)}: `model`'s (a Checkpoint)
-    shading and boundary over `plane`, the split's points on it. The notebook draws with it too."""
+def boundary_pngs(name, model, splits, plane, plot, drawn=("train", "test")) -> dict[str, bytes]:
+    """The boundary_<split>.png of each split in `drawn`, of splits {"train": (points, labels),
+    "test": ...}: `model`'s (a Checkpoint) shading and boundary over `plane`, the split's points on
+    it. The notebook draws with it too."""
     field = plane.field(model)
     figure = BoundaryFigure(plane, model.config.problem, plot.dpi)
     samples = shown_points(len(splits["train"][1]), len(splits["test"][1]), plot.max_points)
     pictures = {}
-    for split, (points, labels) in splits.items():
+    for split in drawn:
+        points, labels = splits[split]
         predicted = model.predict(points)
         shown = samples[split]
         title = f"{name}: {split} set ({counted(len(shown), len(labels))} points)"

@@ -304,7 +304,7 @@ def test_a_killed_worker_is_retried_and_a_failed_trial_pushes_its_run_cache(team
                     killed[f"{name}-1"] = worker.pid
                 if (
                     f"{name}-2" not in killed
-                    and "-m stages.evaluate" in command
+                    and "-m stages evaluate" in command  # the stage as DVC runs it: its client
                     and f"/sweep-{name}-2-" in process.cwd()
                 ):
                     process.kill()  # the second trial's stage dies after its training finished
