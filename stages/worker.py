@@ -295,6 +295,7 @@ def serve(path: Path) -> None:
     listener.listen(64)
     loaded = preload()
     settle()
+    os.chdir(path.parent)  # out of the project that started it: it may be a clone that goes away
     os.replace(starting, path)  # ready: clients find it from now on
     lifeline, alive = os.pipe()  # a child reads end-of-file here when the worker dies
     state = dict(pid=os.getpid(), started=time.time(), served=0, idle=idle, loaded=len(loaded))
