@@ -28,7 +28,15 @@ import pytest
 import yaml
 from conftest import ROOT, experiments, lock_outs, output_md5s, sh
 from PIL import Image
-from test_plots_page import CHROMIUM, PAGE_WIDTH, DevTools, in_browser, save_small_copy
+from test_plots_page import (
+    CHROMIUM,
+    PAGE_WIDTH,
+    DevTools,
+    in_browser,
+    open_offline,
+    save_small_copy,
+    whole_page_png,
+)
 
 NOTEBOOK = ROOT / "notebooks" / "boundary_lab.ipynb"
 # The pictures of the executed notebook, in order: the data, the learning curves, each dataset's
@@ -274,20 +282,7 @@ def test_notebook_page_in_browser(executed, tmp_path, record_property):
     browser = DevTools(CHROMIUM, tmp_path / "profile")
     screenshot = tmp_path / "notebook.png"
     try:
-        target = next(
-            t["targetId"] for t in browser.call("Target.getTargets")["targetInfos"] if t["type"] == "page"
-        )
-        session = browser.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        for domain in ("Page", "Runtime", "Network"):
-            browser.call(f"{domain}.enable", session=session)
-        browser.call(
-            "Network.emulateNetworkConditions",
-            {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
-            session=session,
-        )
-        metrics = {"width": PAGE_WIDTH, "height": 1000, "deviceScaleFactor": 1, "mobile": False}
-        browser.call("Emulation.setDeviceMetricsOverride", metrics, session=session)
-        browser.call("Page.navigate", {"url": page.as_uri()}, session=session)
+        session, metrics = open_offline(browser, page)
         deadline = time.monotonic() + 60
         while True:
             browser.pump(0.5)
@@ -295,14 +290,7 @@ def test_notebook_page_in_browser(executed, tmp_path, record_property):
             if state["ready"] == "complete" and all(i["complete"] for i in state["images"]):
                 break
             assert time.monotonic() < deadline, f"the page did not load in 60 s: {state}"
-        size = browser.call("Page.getLayoutMetrics", session=session)["cssContentSize"]
-        metrics["height"] = int(size["height"]) + 1
-        browser.call("Emulation.setDeviceMetricsOverride", metrics, session=session)
-        browser.pump(0.5)
-        shot = browser.call(
-            "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}, session=session
-        )
-        screenshot.write_bytes(base64.b64decode(shot["data"]))
+        screenshot.write_bytes(whole_page_png(browser, session, metrics))
     finally:
         browser.close()
     record_property("screenshot", str(screenshot))

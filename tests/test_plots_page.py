@@ -218,24 +218,41 @@ def is_drawn(chart: dict) -> bool:
     return chart["element"] is not None and chart["width"] > 0 and chart["height"] > 0 and chart["inked"] > 0
 
 
+def whole_page_png(browser, session, metrics) -> bytes:
+    """A screenshot of the whole page, the tab grown to the page's height."""
+    size = browser.call("Page.getLayoutMetrics", session=session)["cssContentSize"]
+    metrics["height"] = int(size["height"]) + 1
+    browser.call("Emulation.setDeviceMetricsOverride", metrics, session=session)
+    browser.pump(0.5)
+    shot = browser.call(
+        "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}, session=session
+    )
+    return base64.b64decode(shot["data"])
+
+
+def open_offline(browser, page: Path, domains=("Page", "Runtime", "Network")):
+    """`page` loading in the browser's tab with the network off, PAGE_WIDTH wide: the tab's session
+    and its size (to grow to the page's height before a screenshot)."""
+    target = next(
+        t["targetId"] for t in browser.call("Target.getTargets")["targetInfos"] if t["type"] == "page"
+    )
+    session = browser.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+    for domain in domains:
+        browser.call(f"{domain}.enable", session=session)
+    offline = {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
+    browser.call("Network.emulateNetworkConditions", offline, session=session)
+    metrics = {"width": PAGE_WIDTH, "height": 1000, "deviceScaleFactor": 1, "mobile": False}
+    browser.call("Emulation.setDeviceMetricsOverride", metrics, session=session)
+    browser.call("Page.navigate", {"url": page.as_uri()}, session=session)
+    return session, metrics
+
+
 def render(binary: str, page: Path, screenshot: Path, profile: Path) -> dict:
     """Open `page` offline; wait for its charts; return their state, the errors and the requests."""
     expression = PAGE_STATE_JS.replace("IDS", json.dumps(list(page_specs(page))))
     browser = DevTools(binary, profile)
     try:
-        targets = browser.call("Target.getTargets")["targetInfos"]
-        target = next(t["targetId"] for t in targets if t["type"] == "page")
-        session = browser.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        for domain in ("Page", "Runtime", "Log", "Network"):
-            browser.call(f"{domain}.enable", session=session)
-        browser.call(
-            "Network.emulateNetworkConditions",
-            {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
-            session=session,
-        )
-        metrics = {"width": PAGE_WIDTH, "height": 1000, "deviceScaleFactor": 1, "mobile": False}
-        browser.call("Emulation.setDeviceMetricsOverride", metrics, session=session)
-        browser.call("Page.navigate", {"url": page.as_uri()}, session=session)
+        session, metrics = open_offline(browser, page, ("Page", "Runtime", "Log", "Network"))
 
         deadline = time.monotonic() + RENDER_TIMEOUT_S
         while True:
@@ -253,15 +270,8 @@ def render(binary: str, page: Path, screenshot: Path, profile: Path) -> dict:
                 break
         browser.pump(1)  # late errors, e.g. from vega-embed's promises
 
-        size = browser.call("Page.getLayoutMetrics", session=session)["cssContentSize"]
-        metrics["height"] = int(size["height"]) + 1
-        browser.call("Emulation.setDeviceMetricsOverride", metrics, session=session)
-        browser.pump(0.5)
-        shot = browser.call(
-            "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}, session=session
-        )
         screenshot.parent.mkdir(parents=True, exist_ok=True)
-        screenshot.write_bytes(base64.b64decode(shot["data"]))
+        screenshot.write_bytes(whole_page_png(browser, session, metrics))
     finally:
         browser.close()
 
