@@ -191,6 +191,8 @@ def served(module: str, args: list[str]):
     # Linux's: the peer's credentials, a process's end as a file descriptor, file locks, Unix sockets.
     if not (hasattr(socket, "SO_PEERCRED") and hasattr(os, "pidfd_open") and fcntl and hasattr(os, "fork")):
         raise Unavailable("it needs Linux")
+    if os.path.exists("matplotlibrc"):  # read from the working folder as matplotlib loads
+        raise Unavailable("a matplotlibrc here, which the worker loaded without")
     directory = worker_directory()
     path = socket_path(directory, environment_key())
     sock = connect(path)
@@ -286,6 +288,7 @@ def serve(path: Path) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return
+    os.chdir(path.parent)  # out of the project that started it: it may be a clone that goes away
     idle = float(os.environ.get(IDLE, IDLE_SECONDS))
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     starting = path.with_name(f".{path.name}.{os.getpid()}")
@@ -295,7 +298,6 @@ def serve(path: Path) -> None:
     listener.listen(64)
     loaded = preload()
     settle()
-    os.chdir(path.parent)  # out of the project that started it: it may be a clone that goes away
     os.replace(starting, path)  # ready: clients find it from now on
     lifeline, alive = os.pipe()  # a child reads end-of-file here when the worker dies
     state = dict(pid=os.getpid(), started=time.time(), served=0, idle=idle, loaded=len(loaded))

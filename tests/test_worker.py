@@ -480,6 +480,27 @@ def test_a_folder_open_to_others_is_refused_with_one_line(stages_copy, tmp_path)
     assert list(folder.iterdir()) == []
 
 
+def test_a_matplotlibrc_here_runs_the_stage_in_its_own_process(stages_copy):
+    """matplotlib reads ./matplotlibrc as it loads: the worker, loaded elsewhere, never has."""
+    (stages_copy / "matplotlibrc").write_text("figure.dpi: 50\n")
+    try:
+        shown, result = probe(stages_copy)
+    finally:
+        (stages_copy / "matplotlibrc").unlink()
+    assert shown["value"] == "first"
+    assert result.stderr.splitlines() == [
+        "warning: no stage worker (a matplotlibrc here, which the worker loaded without): "
+        "stages.probe runs in its own process",
+        "to stderr",
+    ]
+
+
+def test_the_worker_works_outside_the_project(stages_copy):
+    """It may be a clone that goes away (a sweep's trial, a queued experiment's temporary folder)."""
+    pid = warm(stages_copy)
+    assert os.readlink(f"/proc/{pid}/cwd") == os.environ[worker.DIRECTORY]
+
+
 def test_an_unwritable_folder_falls_back_with_one_line(stages_copy, tmp_path):
     shown, result = probe(stages_copy, env=environ(BOUNDARY_LAB_WORKER_DIR="/proc/boundary-lab"))
     assert shown["value"] == "first"
